@@ -1,0 +1,54 @@
+# WaveFlow energy reproduction. `make reproduce` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+DATA ?=
+PORT ?= 8888
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit test-notebooks reproduce bench lint lab clean
+
+help: ## List the targets
+	@echo "Usage: make <target> [PROFILE=quick|paper] [DATA=/path/LJSpeech-1.1]"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+# The environment is rebuilt when the pins change. torch is pinned to an exact CPU-compatible
+# release in pyproject.toml; on a GPU machine install the CUDA build of it first (README).
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned dependencies into $(VENV) ..."
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh the virtual environment (.venv)
+
+test: $(STAMP) ## Unit tests, then every notebook under nbval (target: <= 10 min on 2 CPU cores)
+	$(PY) -m pytest -q tests
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/; \
+	else echo "no notebooks yet"; fi
+
+test-unit: $(STAMP) ## Unit tests only
+	$(PY) -m pytest -q tests
+
+reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|paper, DATA=LJSpeech folder)
+	$(PY) -m waveflow reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
+
+bench: $(STAMP) ## Speed/overhead benchmarks (synthesis vs peak, meter overhead)
+	$(PY) -m waveflow bench
+
+lint: $(STAMP) ## Byte-compile everything and check notebook sources are clean
+	$(PY) -m compileall -q waveflow tests
+	$(PY) -m waveflow check-notebooks
+
+lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's environment
+	$(PY) -m pip install --quiet -c requirements.lock jupyterlab==4.6.6
+	$(PY) -m ipykernel install --user --name waveflow-energy --display-name "waveflow-energy (.venv)"
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+clean: ## Remove build/ outputs (never touches data/ or figures/)
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,194 @@
+"""WaveFlow model: parameter counts, invertibility, log-det, causality, input validation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import randomise_outputs, tiny_config
+from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
+from waveflow.audio import HOP_LENGTH, log_mel
+from waveflow.model import squeeze, unsqueeze
+
+# The paper's Table 2 counts, exact (the paper prints them truncated to 2 decimals).
+PAPER_COUNTS = {"WF1": 5_916_372, "WF2": 5_916_372, "WF3": 12_782_036, "WF4": 22_252_756, "WF5": 86_186_196}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
+def test_parameter_counts_equal_the_paper(name):
+    n = WaveFlow(PAPER_CONFIGS[name]).num_parameters()
+    assert n == PAPER_COUNTS[name]
+    # ... and truncating to two decimals gives the number printed in the paper.
+    assert math.floor(n / 1e4) / 100 == pytest.approx(PAPER[name].paper_params_millions)
+
+
+def test_paper_configs_are_the_papers_table2():
+    got = {k: (c.n_height, c.res_channels, c.n_flows, c.n_layers) for k, c in PAPER_CONFIGS.items()}
+    assert got == {"WF1": (8, 64, 8, 8), "WF2": (16, 64, 8, 8), "WF3": (16, 96, 8, 8),
+                   "WF4": (16, 128, 8, 8), "WF5": (16, 256, 8, 8)}
+
+
+def test_squeeze_is_column_major_and_invertible():
+    x = torch.arange(24.0).reshape(1, 1, 24)
+    s = squeeze(x, 4)
+    assert s.shape == (1, 1, 4, 6)
+    assert s[0, 0, :, 0].tolist() == [0, 1, 2, 3]  # a column holds h consecutive samples
+    assert s[0, 0, 1, 2].item() == 2 * 4 + 1
+    assert torch.equal(unsqueeze(s), x)
+
+
+def _inputs(batch: int, samples: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    audio = 0.3 * torch.randn(batch, samples, generator=g)
+    return audio, log_mel(audio)
+
+
+@pytest.mark.parametrize("h", [8, 16, 32])
+@pytest.mark.parametrize("permutation", ["reverse", "bipartite"])
+@pytest.mark.parametrize("samples", [2 * HOP_LENGTH + 96, 2 * HOP_LENGTH + 192])  # tail < and > half a hop
+def test_inverse_of_forward_is_identity(h, permutation, samples):
+    torch.manual_seed(h)
+    model = randomise_outputs(WaveFlow(tiny_config(h=h, r=8, permutation=permutation))).eval()
+    audio, mel = _inputs(2, samples)
+    with torch.no_grad():
+        z, log_det = model(audio, mel)
+    assert z.shape == audio.shape and log_det.shape == (2,)
+    assert (z - audio).abs().max() > 1e-2, "the flows must really transform the input"
+    back = model.infer(mel, z=z)
+    assert (back - audio).abs().max().item() <= 1e-4
+
+
+def test_resynthesis_length_matches_audio_for_hop_multiples(tiny_model):
+    audio, mel = _inputs(1, 3 * HOP_LENGTH)
+    assert mel.shape[-1] == 4
+    out = tiny_model.infer(mel, sigma=0.5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == audio.shape
+    assert torch.isfinite(out).all()
+
+
+def test_log_det_equals_log_abs_det_of_jacobian():
+    torch.manual_seed(1)
+    cfg = tiny_config(h=8, r=4, n_flows=4, n_layers=2, height_dilations=(1, 1), width_dilations=(1, 2))
+    model = randomise_outputs(WaveFlow(cfg).double(), std=0.3)
+    samples = 24  # h x W = 8 x 3
+    audio = 0.3 * torch.randn(1, samples, dtype=torch.float64)
+    mel = torch.randn(1, 80, samples // HOP_LENGTH + 1, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda a: model(a.unsqueeze(0), mel)[0][0], audio[0])
+    _, expected = torch.linalg.slogdet(jac)
+    _, log_det = model(audio, mel)
+    assert log_det.item() == pytest.approx(expected.item(), abs=1e-8)
+
+
+def test_log_likelihood_matches_its_definition(tiny_model):
+    audio, mel = _inputs(2, 1024)
+    sigma = 0.7
+    z, log_det = tiny_model(audio, mel)
+    n = audio.numel()
+    normal = torch.distributions.Normal(0.0, sigma)
+    expected = (normal.log_prob(z).sum() + log_det.sum()) / n
+    assert tiny_model.log_likelihood(audio, mel, sigma=sigma).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("h", [8, 32])
+def test_affine_parameters_of_row_i_ignore_rows_at_or_after_i(h):
+    """Autoregression along height: perturbing row k changes only the parameters of rows > k."""
+    torch.manual_seed(2)
+    model = randomise_outputs(WaveFlow(tiny_config(h=h, r=8))).eval()
+    flow = model.flows[0]
+    width = 5
+    x = torch.randn(1, 1, h, width)
+    c = torch.randn(1, 80, h, width)
+    with torch.no_grad():
+        base_s, base_t = flow(x[:, :, :-1], c[:, :, 1:])  # output row j -> parameters of x row j+1
+        for k in range(h - 1):
+            x2 = x.clone()
+            x2[:, :, k] += 1.0
+            s, t = flow(x2[:, :, :-1], c[:, :, 1:])
+            changed = ((s - base_s).abs() + (t - base_t).abs()).amax(dim=(0, 1, 3)) > 1e-7
+            rows_changed = (changed.nonzero().flatten() + 1).tolist()  # x rows whose params moved
+            assert all(r > k for r in rows_changed), f"row {k} influenced rows {rows_changed}"
+            assert rows_changed, f"perturbing row {k} influenced nothing"
+    # The first affine output (row 1) depends on row 0 only, so row 0 must matter.
+
+
+def test_conditioning_aligns_frame_j_with_sample_hop_times_j():
+    """An impulse in mel frame j peaks where the centred STFT put frame j: sample hop*j."""
+    model = WaveFlow(tiny_config())
+    with torch.no_grad():
+        for conv in model.upsampler.convs:
+            conv.parametrizations.weight.original1.fill_(1.0)  # v (direction), all positive
+            conv.parametrizations.weight.original0.fill_(1.0)  # g
+            conv.bias.zero_()
+    frames, j = 9, 4
+    mel = torch.zeros(1, 80, frames)
+    mel[0, :, j] = 1.0
+    samples = HOP_LENGTH * (frames - 1)
+    cond = model.condition(mel, samples)[0, 40]
+    positions = torch.arange(samples, dtype=torch.float64)
+    centroid = (cond.double() * positions).sum() / cond.double().sum()
+    assert cond.shape == (samples,)
+    assert abs(centroid.item() - HOP_LENGTH * j) <= 1.0
+
+
+def test_forward_and_infer_work_on_log_mel_of_any_hop_multiple(tiny_model):
+    for samples in (HOP_LENGTH * 3, HOP_LENGTH * 5):
+        audio, mel = _inputs(1, samples)
+        z, _ = tiny_model(audio[0], mel[0])  # unbatched
+        assert z.shape == (samples,)
+        assert tiny_model.infer(mel[0], z=z).shape == (samples,)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: ValueError naming the value and the expectation
+def test_unsupported_height_is_rejected():
+    with pytest.raises(ValueError, match=r"h=12 is not supported.*expected one of \[8, 16, 32, 64, 128\]"):
+        WaveFlowConfig(n_height=12)
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("permutation", "shuffle", "permutation"),
+    ("upsample_scales", (16, 8), r"128 != 256"),
+    ("height_dilations", (1, 2), "8 positive dilations"),
+    ("res_channels", 0, "positive integer"),
+    ("sigma", -1.0, "sigma"),
+])
+def test_bad_config_values_are_rejected(field, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        WaveFlowConfig(**{field: value})
+
+
+def test_audio_length_not_multiple_of_h(tiny_model):
+    audio = torch.zeros(1, 1020)
+    mel = torch.zeros(1, 80, 1020 // HOP_LENGTH + 1)
+    with pytest.raises(ValueError, match=r"length 1020 .*multiple of the squeezed height h=8"):
+        tiny_model(audio, mel)
+
+
+def test_mel_frames_not_matching_audio(tiny_model):
+    audio = torch.zeros(1, 1024)
+    with pytest.raises(ValueError, match=r"mel has 4 frames .*1024 samples; expected 5 frames"):
+        tiny_model(audio, torch.zeros(1, 80, 4))
+
+
+def test_wrong_mel_bins(tiny_model):
+    with pytest.raises(ValueError, match=r"mel has 64 mel bins; expected n_mels=80"):
+        tiny_model(torch.zeros(1, 1024), torch.zeros(1, 64, 5))
+    with pytest.raises(ValueError, match=r"64 mel bins"):
+        tiny_model.infer(torch.zeros(64, 5))
+
+
+@pytest.mark.parametrize("where", ["audio", "mel"])
+def test_non_finite_inputs(tiny_model, where):
+    audio, mel = torch.zeros(1, 1024), torch.zeros(1, 80, 5)
+    if where == "audio":
+        audio[0, 3] = float("nan")
+    else:
+        mel[0, 2, 1] = float("inf")
+    with pytest.raises(ValueError, match=rf"{where} contains NaN or infinite"):
+        tiny_model(audio, mel)
+
+
+def test_infer_needs_two_frames(tiny_model):
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        tiny_model.infer(torch.zeros(80, 1))

@@ -1,0 +1,4 @@
+"""``python -m waveflow <command>``; see :mod:`waveflow.cli`."""
+from .cli import main
+
+raise SystemExit(main())

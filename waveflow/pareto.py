@@ -1,0 +1,244 @@
+"""Pareto optimality for comparing models on quality and energy at once (paper §5).
+
+All objectives are minimised (the paper uses 1 − MOS/5 and energy). Point ``a`` dominates ``b`` when
+``a`` is no worse in every objective and strictly better in at least one, so equal points never
+dominate each other and both stay on the front. Works for any number of objectives; the dominance
+matrix is O(n² · m) memory, fine for the hundreds of configurations a study compares.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _as_points(points, name: str = "points") -> np.ndarray:
+    arr = np.asarray(points, dtype=float)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1) if arr.size else arr.reshape(0, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (n_points, n_objectives), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise ValueError(f"{name}: expected finite values, found {arr[tuple(bad)]} at row {bad[0]}, column {bad[1]}")
+    return arr
+
+
+def dominance_matrix(points) -> np.ndarray:
+    """``D[i, j]`` is True when point ``i`` dominates point ``j`` (minimisation)."""
+    p = _as_points(points)
+    le = (p[:, None, :] <= p[None, :, :]).all(axis=2)
+    lt = (p[:, None, :] < p[None, :, :]).any(axis=2)
+    return le & lt
+
+
+def pareto_mask(points) -> np.ndarray:
+    """True for the non-dominated points (the first front)."""
+    return ~dominance_matrix(points).any(axis=0)
+
+
+def dominated_by(points) -> list[list[int]]:
+    """For each point, the indices of the points that dominate it (empty list = Pareto optimal)."""
+    d = dominance_matrix(points)
+    return [np.flatnonzero(d[:, j]).tolist() for j in range(d.shape[1])]
+
+
+def non_dominated_sort(points) -> list[list[int]]:
+    """Successive fronts (Deb et al.'s fast non-dominated sort): front 0 is the Pareto set, front 1 is
+    optimal once front 0 is removed, and so on. Returns lists of point indices, each sorted."""
+    d = dominance_matrix(points)
+    remaining = d.sum(axis=0)  # how many points dominate each point
+    fronts: list[list[int]] = []
+    current = np.flatnonzero(remaining == 0)
+    done = np.zeros(len(remaining), dtype=bool)
+    while current.size:
+        fronts.append(current.tolist())
+        done[current] = True
+        remaining = remaining - d[current].sum(axis=0)
+        current = np.flatnonzero((remaining == 0) & ~done)
+    return fronts
+
+
+def pareto_rank(points) -> np.ndarray:
+    """1-based front number of every point (1 = Pareto optimal)."""
+    n = len(_as_points(points))
+    rank = np.zeros(n, dtype=int)
+    for i, front in enumerate(non_dominated_sort(points), start=1):
+        rank[front] = i
+    return rank
+
+
+# ------------------------------------------------------------------------------------------
+# Hypervolume
+def reference_point(points, margin: float = 0.1) -> np.ndarray:
+    """A reference point just beyond the worst value of each objective: max + margin × (max − min).
+
+    A zero range (all points equal in one objective) uses ``margin × |max|`` (or ``margin``) instead, so
+    every point still adds volume.
+    """
+    p = _as_points(points)
+    if len(p) == 0:
+        raise ValueError("reference_point: expected at least one point, got none")
+    if not (np.isfinite(margin) and margin > 0):
+        raise ValueError(f"reference_point: margin must be > 0, got {margin!r}")
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    span = np.where(hi > lo, hi - lo, np.where(hi != 0, np.abs(hi), 1.0))
+    return hi + margin * span
+
+
+def _hv2d(p: np.ndarray, ref: np.ndarray) -> float:
+    # Sweep in the first objective; each non-dominated point adds the rectangle between it, the
+    # previous best second objective and the reference.
+    order = np.lexsort((p[:, 1], p[:, 0]))
+    volume, best_y = 0.0, ref[1]
+    for x, y in p[order]:
+        if y < best_y:
+            volume += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return volume
+
+
+def _hv(p: np.ndarray, ref: np.ndarray) -> float:
+    # Exact "hypervolume by slicing objectives": sort on the last objective and sum, over the slabs
+    # between consecutive values, slab height × the (d-1)-dimensional volume of the points below it.
+    if len(p) == 0:
+        return 0.0
+    d = p.shape[1]
+    if d == 1:
+        return float(ref[0] - p[:, 0].min())
+    if d == 2:
+        return _hv2d(p, ref)
+    p = p[np.argsort(p[:, -1], kind="stable")]
+    volume = 0.0
+    for i in range(len(p)):
+        upper = p[i + 1, -1] if i + 1 < len(p) else ref[-1]
+        height = upper - p[i, -1]
+        if height > 0:
+            below = p[: i + 1, :-1]
+            volume += height * _hv(below[pareto_mask(below)], ref[:-1])
+    return volume
+
+
+def hypervolume(points, reference) -> float:
+    """Volume of objective space dominated by ``points`` and bounded by ``reference`` (minimisation).
+
+    Exact in any dimension (2-D by a sweep, higher by slicing, exponential in the number of objectives
+    but instant for the handful of objectives and points of a model comparison).
+
+    Args:
+        points: (n, m) objective values.
+        reference: (m,) a point strictly worse than every point in every objective.
+
+    Raises:
+        ValueError: if the reference does not bound all points, or shapes disagree.
+    """
+    p = _as_points(points)
+    ref = np.asarray(reference, dtype=float).reshape(-1)
+    if len(p) and ref.shape[0] != p.shape[1]:
+        raise ValueError(f"hypervolume: reference has {ref.shape[0]} objectives, points have {p.shape[1]}")
+    if not np.isfinite(ref).all():
+        raise ValueError(f"hypervolume: reference must be finite, got {ref.tolist()}")
+    if len(p) and not (p < ref).all():
+        bad = int(np.flatnonzero(~(p < ref).all(axis=1))[0])
+        raise ValueError(f"hypervolume: reference {ref.tolist()} must be strictly worse than every point in every "
+                         f"objective, but point {bad} is {p[bad].tolist()}")
+    return float(_hv(p[pareto_mask(p)], ref)) if len(p) else 0.0
+
+
+def normalized_hypervolume(points, reference, ideal=None) -> float:
+    """Hypervolume as a fraction of the box between ``ideal`` (default: the per-objective minimum) and
+    ``reference``, so fronts measured in different units (kWh vs Wh) can be compared on a 0–1 scale."""
+    p = _as_points(points)
+    ref = np.asarray(reference, dtype=float).reshape(-1)
+    lo = p.min(axis=0) if ideal is None else np.asarray(ideal, dtype=float).reshape(-1)
+    if lo.shape != ref.shape or not (lo < ref).all():
+        raise ValueError(f"normalized_hypervolume: expected ideal < reference in every objective, got {lo.tolist()} and {ref.tolist()}")
+    return hypervolume(p, ref) / float(np.prod(ref - lo))
+
+
+def hypervolume_contributions(points, reference) -> np.ndarray:
+    """Exclusive contribution of each point: HV(all) − HV(all but that point). Dominated points add 0."""
+    p = _as_points(points)
+    total = hypervolume(p, reference)
+    return np.array([total - hypervolume(np.delete(p, i, axis=0), reference) for i in range(len(p))])
+
+
+# ------------------------------------------------------------------------------------------
+# DataFrames
+def pareto_table(df: pd.DataFrame, objectives: Sequence[str], label: str, maximize: Sequence[str] = ()) -> pd.DataFrame:
+    """Copy of ``df`` with ``pareto_optimal``, ``rank`` (1 = optimal front) and ``dominated_by``.
+
+    ``dominated_by`` lists the labels of the rows that dominate each row, ``"; "``-separated (empty for
+    optimal rows), so the result reads well printed or saved as CSV.
+
+    Args:
+        df: one row per model/configuration.
+        objectives: columns to minimise (at least one).
+        label: column naming the rows (e.g. ``"model"``).
+        maximize: subset of ``objectives`` to maximise instead (negated internally).
+    """
+    objectives = list(objectives)
+    if not objectives:
+        raise ValueError("pareto_table: expected at least one objective column, got none")
+    missing = [c for c in [*objectives, label] if c not in df.columns]
+    if missing:
+        raise ValueError(f"pareto_table: column(s) {missing} not in the table; expected among {list(df.columns)}")
+    extra = [c for c in maximize if c not in objectives]
+    if extra:
+        raise ValueError(f"pareto_table: maximize={extra} must be a subset of objectives {objectives}")
+    values = df[objectives].apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+    for j, c in enumerate(objectives):
+        if c in maximize:
+            values[:, j] = -values[:, j]
+    try:
+        dom = dominated_by(values)
+    except ValueError as exc:
+        raise ValueError(f"pareto_table: objectives {objectives}: {exc}") from None
+    labels = df[label].astype(str).tolist()
+    out = df.copy()
+    out["pareto_optimal"] = [not d for d in dom]
+    out["rank"] = pareto_rank(values)
+    out["dominated_by"] = ["; ".join(labels[i] for i in d) for d in dom]
+    return out
+
+
+def pareto_front_from_csv(path: Path | str, objectives: Sequence[str], label: str,
+                          maximize: Sequence[str] = ()) -> pd.DataFrame:
+    """:func:`pareto_table` of a results CSV, for anyone's own measurements."""
+    return pareto_table(pd.read_csv(path), objectives, label, maximize=maximize)
+
+
+def dominated_summary(table: pd.DataFrame, label: str) -> str:
+    """One sentence naming the dominated rows of a :func:`pareto_table` and who dominates them."""
+    dominated = table[~table["pareto_optimal"]]
+    if dominated.empty:
+        return f"all {len(table)} are Pareto optimal (none is dominated)"
+    parts = [f"{row[label]} (by {row['dominated_by']})" for _, row in dominated.iterrows()]
+    optimal = ", ".join(table.loc[table["pareto_optimal"], label].astype(str))
+    return f"dominated: {', '.join(parts)}; optimal: {optimal}"
+
+
+def plot_front(ax, table: pd.DataFrame, x: str, y: str, label: str, hv_reference=None) -> None:
+    """Draw a 2-D :func:`pareto_table`: optimal points blue, dominated red (the paper's Fig. 2 colours),
+    the front as a staircase, and, given a reference, the dominated region shaded."""
+    opt = table[table["pareto_optimal"]].sort_values(x)
+    dom = table[~table["pareto_optimal"]]
+    if hv_reference is not None:
+        rx, ry = hv_reference
+        xs, ys = [opt[x].iloc[0]], [ry]
+        for px, py in zip(opt[x], opt[y]):
+            xs += [px, px]
+            ys += [ys[-1], py]
+        xs.append(rx)
+        ys.append(ys[-1])
+        ax.fill_between(xs, ys, ry, step=None, color="tab:blue", alpha=0.08, lw=0)
+        ax.plot(xs[1:], ys[1:], color="tab:blue", lw=1, alpha=0.6)
+        ax.plot([rx], [ry], marker="x", color="grey", ls="none")
+        ax.annotate("reference", (rx, ry), textcoords="offset points", xytext=(-4, -12), ha="right", fontsize=8, color="grey")
+    ax.scatter(opt[x], opt[y], color="tab:blue", s=45, zorder=3, label="Pareto optimal")
+    if len(dom):
+        ax.scatter(dom[x], dom[y], color="tab:red", s=45, zorder=3, label="dominated")
+    for _, row in table.iterrows():
+        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=9)

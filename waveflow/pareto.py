@@ -188,7 +188,7 @@ def pareto_table(df: pd.DataFrame, objectives: Sequence[str], label: str, maximi
     extra = [c for c in maximize if c not in objectives]
     if extra:
         raise ValueError(f"pareto_table: maximize={extra} must be a subset of objectives {objectives}")
-    values = df[objectives].apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+    values = df[objectives].apply(pd.to_numeric, errors="raise").to_numpy(dtype=float, copy=True)
     for j, c in enumerate(objectives):
         if c in maximize:
             values[:, j] = -values[:, j]

@@ -1,0 +1,376 @@
+"""Quality measures without a listening panel: held-out NLL, mel distances, predicted MOS.
+
+The paper's quality axis is 1 - MOS/5 from listening tests (taken from the WaveFlow paper). We
+cannot run a panel, so every model we train is scored with three proxies instead:
+
+* held-out negative log-likelihood (nats and bits per sample) of full validation/test clips:
+  exact for a flow, no synthesis needed, but it measures density fit, not perceived quality;
+* reference-based distances between a clip and its resynthesis from the clip's own mel
+  (log-mel L1 and mel-cepstral distortion); resynthesis is sample-aligned, so no DTW;
+* a predicted MOS from DNSMOS P.808 (Reddy et al. 2022, through the ``speechmos`` package),
+  a neural predictor trained on crowd-sourced P.808 ratings of noisy/enhanced speech. It is
+  always labelled ``PRED_MOS_LABEL``; it is not a listening test and its scale is not the
+  paper's MOS scale.
+
+``python -m waveflow evaluate`` runs all of them on checkpoints and writes one CSV row per clip
+plus a ``SUMMARY`` row per checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import librosa
+import numpy as np
+import scipy.fft
+import torch
+
+from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
+from .data import LJSpeech, Utterance
+
+PRED_MOS_LABEL = "predicted MOS (DNSMOS P.808), not a listening test"
+PRED_MOS_COLUMN = "pred_mos_dnsmos_p808"  # every column holding a predicted MOS starts with this
+DNSMOS_SAMPLE_RATE = 16_000  # DNSMOS models take 16 kHz audio
+MCD_ORDER = 24  # mel-cepstral coefficients c1..c24 (c0, the frame's overall level, is excluded)
+MCD_SCALE = 10.0 / math.log(10.0)  # the conventional dB factor of MCD (Kubichek 1993)
+SUMMARY_ID = "SUMMARY"
+
+SynthFn = Callable[..., torch.Tensor]
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+def _as_utterances(clips: LJSpeech | Iterable[Utterance | torch.Tensor | tuple[str, torch.Tensor]]) -> Iterable[Utterance]:
+    """Accept a dataset, Utterances, bare audio tensors, or ``(id, audio)`` pairs."""
+    if isinstance(clips, LJSpeech):
+        yield from clips.utterances()
+        return
+    for i, item in enumerate(clips):
+        if isinstance(item, Utterance):
+            yield item
+            continue
+        clip_id, audio = item if isinstance(item, tuple) else (f"clip{i}", item)
+        x = torch.as_tensor(audio).float()
+        if x.dim() != 1:
+            raise ValueError(f"quality: clip {clip_id!r} has shape {tuple(x.shape)}; expected mono audio (time,)")
+        x = x[: x.shape[0] - x.shape[0] % HOP_LENGTH]  # the model needs a multiple of h; the hop is one
+        yield Utterance(clip_id, x, log_mel(x), "")
+
+
+def _to_numpy(audio: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(torch.as_tensor(audio).detach().cpu().float().numpy(), dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"{name}: expected mono audio of shape (time,), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: audio contains NaN or infinite samples; expected finite values")
+    return x
+
+
+# ------------------------------------------------------------------------------------------
+# held-out likelihood
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def clip_nll(model: torch.nn.Module, audio: torch.Tensor, mel: torch.Tensor | None = None, sigma: float | None = None) -> float:
+    """Negative log-likelihood of one clip in nats per sample (``-model.log_likelihood``)."""
+    device = _model_device(model)
+    mel = log_mel(audio) if mel is None else mel
+    return float(-model.log_likelihood(audio.to(device), mel.to(device), sigma=sigma))
+
+
+@torch.no_grad()
+def heldout_nll(model: torch.nn.Module, clips: LJSpeech | Iterable, sigma: float | None = None) -> dict[str, float]:
+    """Held-out NLL over full clips, weighted by sample count (long clips count more).
+
+    Clips are scored one by one (their lengths differ) at their full length cropped to a
+    multiple of the hop, under the model's prior (``sigma=None`` takes ``config.sigma``). The
+    density is that of float audio in [-1, 1], so values are comparable only on the same data.
+
+    Returns:
+        ``{"nats_per_sample", "bits_per_sample", "n_samples", "n_clips"}``.
+    """
+    was_training = model.training
+    model.eval()
+    total, n_samples, n_clips = 0.0, 0, 0
+    try:
+        for utt in _as_utterances(clips):
+            n = utt.audio.shape[-1]
+            total += clip_nll(model, utt.audio, utt.mel, sigma) * n
+            n_samples += n
+            n_clips += 1
+    finally:
+        model.train(was_training)
+    if n_clips == 0:
+        raise ValueError("heldout_nll: no clips given; expected at least one")
+    nats = total / n_samples
+    return {"nats_per_sample": nats, "bits_per_sample": nats / math.log(2), "n_samples": n_samples, "n_clips": n_clips}
+
+
+# ------------------------------------------------------------------------------------------
+# reference-based distances
+def _aligned_mels(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray]:
+    ref = log_mel(torch.as_tensor(_to_numpy(reference, f"{name}: reference"))).numpy()
+    est = log_mel(torch.as_tensor(_to_numpy(estimate, f"{name}: estimate"))).numpy()
+    frames = min(ref.shape[1], est.shape[1])  # resynthesis is time-aligned; trim the longer tail
+    return ref[:, :frames], est[:, :frames]
+
+
+def log_mel_l1(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> float:
+    """Mean absolute difference of the natural-log mels (``waveflow.audio.log_mel``), in nepers.
+
+    Both are ``(time,)`` waveforms at ``SAMPLE_RATE``; frames are aligned from the start and the
+    longer one is trimmed to the shorter.
+    """
+    ref, est = _aligned_mels(reference, estimate, "log_mel_l1")
+    return float(np.mean(np.abs(ref - est)))
+
+
+def mel_cepstrum(log_mel_spec: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
+    """Mel-cepstral coefficients c1..c_order of a natural-log mel ``(n_mels, frames)`` -> ``(order, frames)``.
+
+    ``c_m = (1/M) * sum_k L_k cos(pi m (k + 1/2) / M)`` over the ``M`` mel bins: a DCT-II scaled
+    so that ``L_k ~ c_0 + 2 sum_m c_m cos(...)``, the same convention as a cepstrum from the DFT
+    of a log spectrum. With it, ``sqrt(2 sum_m dc_m^2)`` is the RMS (over mel bins) of the
+    log-mel difference restricted to quefrencies 1..order (Parseval).
+    """
+    m = log_mel_spec.shape[0]
+    if not 1 <= order < m:
+        raise ValueError(f"mel_cepstrum: order={order}; expected 1 <= order < n_mels={m}")
+    c = scipy.fft.dct(log_mel_spec.astype(np.float64), type=2, axis=0) / (2 * m)  # scipy's DCT-II has a factor 2
+    return c[1 : order + 1]
+
+
+def mcd_from_log_mels(reference: np.ndarray, estimate: np.ndarray, order: int = MCD_ORDER) -> float:
+    """MCD in dB between two aligned log mels ``(n_mels, frames)``, averaged over frames.
+
+    ``MCD = 10 / ln(10) * sqrt(2 * sum_{m=1}^{order} (c_m - c'_m)^2)`` per frame (Kubichek 1993).
+    Our cepstra come from the 80-bin log mel, not from SPTK's all-pass mel-cepstral analysis
+    (alpha = 0.455), so values are comparable between our models but not to published MCDs.
+    """
+    if reference.shape != estimate.shape:
+        raise ValueError(f"mcd_from_log_mels: shapes {reference.shape} and {estimate.shape}; expected equal (n_mels, frames)")
+    diff = mel_cepstrum(reference, order) - mel_cepstrum(estimate, order)
+    return float(np.mean(MCD_SCALE * np.sqrt(2.0 * np.sum(diff**2, axis=0))))
+
+
+def mel_cepstral_distortion(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray, order: int = MCD_ORDER) -> float:
+    """MCD in dB between two time-aligned waveforms at ``SAMPLE_RATE`` (see :func:`mcd_from_log_mels`).
+
+    Frames are aligned from the start without DTW: a vocoder's resynthesis keeps the timing.
+    """
+    ref, est = _aligned_mels(reference, estimate, "mel_cepstral_distortion")
+    return mcd_from_log_mels(ref, est, order)
+
+
+# ------------------------------------------------------------------------------------------
+# predicted MOS
+def _dnsmos_models() -> Path:
+    """The ONNX models bundled in the speechmos wheel (nothing is downloaded at run time)."""
+    import speechmos
+
+    folder = Path(speechmos.__file__).resolve().parent / "dnsmos_models"
+    for name in ("model_v8.onnx", "sig_bak_ovr.onnx"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"predicted_mos: {folder / name} is missing; expected the DNSMOS model in the speechmos wheel")
+    return folder
+
+
+def predicted_mos(audio: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """DNSMOS P.808 score of a mono clip: a predicted MOS, not a listening test.
+
+    Resamples to 16 kHz (librosa) and clips to [-1, 1] (DNSMOS rejects samples outside).
+    DNSMOS scores 9.01 s windows with a 1 s hop (clips shorter than that are looped to at least
+    9.01 s) and averages them. Costs about 0.25 s per window on one CPU core set, so ~0.25 s
+    for a 9-10 s clip and ~1.5 s for a 2 s clip (looped to 15 s = 6 windows); onnxruntime is
+    imported on the first call only.
+    """
+    _dnsmos_models()
+    from speechmos import dnsmos  # imports onnxruntime; the models load once per process
+
+    x = _to_numpy(audio, "predicted_mos")
+    if sample_rate != DNSMOS_SAMPLE_RATE:
+        x = librosa.resample(x, orig_sr=sample_rate, target_sr=DNSMOS_SAMPLE_RATE)
+    x = np.clip(x, -1.0, 1.0).astype(np.float32)
+    return float(dnsmos.run(x, DNSMOS_SAMPLE_RATE)["p808_mos"])
+
+
+# ------------------------------------------------------------------------------------------
+# one model on a list of clips
+def _infer(model: torch.nn.Module, mel: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    return model.infer(mel, sigma=sigma, generator=generator)
+
+
+def _clip_generator(seed: int, clip_id: str, device: torch.device) -> torch.Generator:
+    """The latent of a clip depends on (seed, clip id) only, not on the order of evaluation."""
+    value = int(hashlib.sha1(f"{seed}:{clip_id}".encode()).hexdigest()[:15], 16)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    clips: LJSpeech | Iterable,
+    synth_fn: SynthFn | None = None,
+    sigma: float = 1.0,
+    seed: int = 0,
+    mos: bool = True,
+    reference_mos: dict[str, float] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Per-clip quality rows of one model: NLL, resynthesis distances, predicted MOS.
+
+    Args:
+        model: a :class:`~waveflow.WaveFlow` (evaluated in eval mode, restored afterwards).
+        clips: a dataset split, Utterances, audio tensors or ``(id, audio)`` pairs.
+        synth_fn: ``synth_fn(model, mel, sigma=..., generator=...) -> audio``; default
+            ``model.infer`` (the reference path; :func:`waveflow.synthesis.synthesize` is faster).
+        sigma: temperature of the synthesis latent (default 1.0, the training prior).
+        seed: with the clip id, seeds each clip's latent (default 0).
+        mos: compute the predicted MOS of the resynthesis and of the original (default True).
+        reference_mos: cache of the originals' predicted MOS by clip id, filled in place, so
+            evaluating several checkpoints scores each original once.
+
+    Returns:
+        one dict per clip: ``clip_id, duration_s, n_samples, nll_nats_per_sample,
+        nll_bits_per_sample, log_mel_l1, mcd_db, synth_s`` and, with ``mos``,
+        ``pred_mos_dnsmos_p808_resynth`` and ``pred_mos_dnsmos_p808_original``. A resynthesis
+        that is not finite gets NaN distances and MOS (and a warning) instead of stopping the run.
+    """
+    synth_fn = synth_fn or _infer
+    device = _model_device(model)
+    items = list(_as_utterances(clips))
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="evaluate", unit="clip")
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for utt in items:
+            nll = clip_nll(model, utt.audio, utt.mel)
+            start = time.perf_counter()
+            with torch.no_grad():
+                est = synth_fn(model, utt.mel.to(device), sigma=sigma, generator=_clip_generator(seed, utt.id, device))
+            est = est.detach().float().cpu().reshape(-1)
+            row: dict[str, Any] = {
+                "clip_id": utt.id, "duration_s": utt.audio.shape[-1] / SAMPLE_RATE, "n_samples": utt.audio.shape[-1],
+                "nll_nats_per_sample": nll, "nll_bits_per_sample": nll / math.log(2),
+                "synth_s": time.perf_counter() - start,
+            }
+            finite = bool(torch.isfinite(est).all())
+            if not finite:
+                warnings.warn(f"evaluate_model: resynthesis of {utt.id} is not finite; its distances and MOS are NaN")
+            row["log_mel_l1"] = log_mel_l1(utt.audio, est) if finite else math.nan
+            row["mcd_db"] = mel_cepstral_distortion(utt.audio, est) if finite else math.nan
+            if mos:
+                row[f"{PRED_MOS_COLUMN}_resynth"] = predicted_mos(est) if finite else math.nan
+                cache = reference_mos if reference_mos is not None else {}
+                if utt.id not in cache:
+                    cache[utt.id] = predicted_mos(utt.audio)
+                row[f"{PRED_MOS_COLUMN}_original"] = cache[utt.id]
+            rows.append(row)
+    finally:
+        model.train(was_training)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``SUMMARY`` row: NLL weighted by samples, other measures averaged over clips (NaN ignored)."""
+    if not rows:
+        raise ValueError("summarize: no rows; expected at least one evaluated clip")
+    n = np.array([r["n_samples"] for r in rows], dtype=np.float64)
+    out: dict[str, Any] = {"clip_id": SUMMARY_ID, "duration_s": sum(r["duration_s"] for r in rows), "n_samples": int(n.sum())}
+    nll = float(np.sum(n * np.array([r["nll_nats_per_sample"] for r in rows])) / n.sum())
+    out.update(nll_nats_per_sample=nll, nll_bits_per_sample=nll / math.log(2))
+    for key in rows[0]:
+        if key not in out and key != "clip_id":
+            values = np.array([r[key] for r in rows], dtype=np.float64)
+            out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# CLI: python -m waveflow evaluate
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``evaluate``."""
+    from .paths import LJSPEECH_MINI
+
+    parser.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT", help="checkpoint file(s) to evaluate")
+    parser.add_argument("--data", type=Path, default=LJSPEECH_MINI, help="LJSpeech-format folder (default: the bundled mini set)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test", help="held-out split to score (default: test)")
+    parser.add_argument("--sigma", type=float, default=1.0, help="synthesis temperature (default 1.0, the training prior)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write: one row per clip and checkpoint, plus SUMMARY rows")
+    parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips of the split (default: all)")
+    parser.add_argument("--no-mos", action="store_true", help=f"skip the {PRED_MOS_LABEL}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthesis latents (default 0)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write atomically (temp file + rename) so an interrupted run never leaves half a table."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score each checkpoint on the split; rewrite ``--out`` after each so partial results survive."""
+    from .checkpoint import load_checkpoint
+    from .synthesis import FastSynthesizer, synthesize
+
+    if not (math.isfinite(args.sigma) and args.sigma >= 0):
+        raise ValueError(f"--sigma {args.sigma}: expected a finite temperature >= 0")
+    if args.max_clips is not None and args.max_clips < 1:
+        raise ValueError(f"--max-clips {args.max_clips}: expected a positive number of clips")
+    for ckpt in args.checkpoint:
+        if not Path(ckpt).is_file():
+            raise FileNotFoundError(f"--checkpoint {ckpt} does not exist")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dataset = LJSpeech(args.data, split=args.split)
+    clips = list(dataset.utterances(args.max_clips))
+    if not clips:
+        raise ValueError(f"--data {args.data}: the {args.split!r} split is empty; expected held-out clips")
+    reference_mos: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    for ckpt in args.checkpoint:
+        model, info = load_checkpoint(ckpt, device=device)
+        fast = FastSynthesizer(model)
+
+        def synth(_model, mel, sigma, generator, _fast=fast):
+            return synthesize(_fast, mel, sigma=sigma, generator=generator)
+
+        per_clip = evaluate_model(model, clips, synth_fn=synth, sigma=args.sigma, seed=args.seed,
+                                  mos=not args.no_mos, reference_mos=reference_mos, progress=True)
+        config = info.get("config")
+        head = {"checkpoint": str(ckpt), "step": info.get("step", ""), "n_height": getattr(config, "n_height", ""),
+                "res_channels": getattr(config, "res_channels", ""), "split": args.split, "sigma": args.sigma}
+        summary = summarize(per_clip)
+        rows += [{**head, **r} for r in per_clip] + [{**head, **summary}]
+        _write_csv(args.out, rows)
+        line = f"{ckpt}: NLL {summary['nll_nats_per_sample']:.4f} nats/sample, log-mel L1 {summary['log_mel_l1']:.3f}, MCD {summary['mcd_db']:.2f} dB"
+        if not args.no_mos:
+            line += f", {PRED_MOS_LABEL} {summary[f'{PRED_MOS_COLUMN}_resynth']:.2f} (originals {summary[f'{PRED_MOS_COLUMN}_original']:.2f})"
+        print(line)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0

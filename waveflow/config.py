@@ -72,6 +72,11 @@ class WaveFlowConfig:
                 f"WaveFlowConfig.n_height: h={self.n_height} is not supported; expected one of "
                 f"{sorted(HEIGHT_DILATIONS)} (or pass height_dilations explicitly)"
             )
+        if self.height_dilations is None and self.n_height in HEIGHT_DILATIONS and self.n_layers > len(HEIGHT_DILATIONS[self.n_height]):
+            raise ValueError(
+                f"WaveFlowConfig.n_layers: {self.n_layers} layers exceed the built-in height-dilation schedule "
+                f"for h={self.n_height} ({len(HEIGHT_DILATIONS[self.n_height])} layers); expected height_dilations explicitly"
+            )
         if self.kernel_size % 2 != 1:
             raise ValueError(f"WaveFlowConfig.kernel_size: expected an odd kernel, got {self.kernel_size}")
         if self.permutation not in PERMUTATIONS:
@@ -99,8 +104,9 @@ class WaveFlowConfig:
 
     @property
     def dilations_h(self) -> tuple[int, ...]:
-        """Height dilation per layer, resolved from ``n_height`` when not given."""
-        return self.height_dilations or HEIGHT_DILATIONS[self.n_height]
+        """Height dilation per layer, resolved from ``n_height`` when not given (the schedule's first
+        ``n_layers`` entries)."""
+        return self.height_dilations or HEIGHT_DILATIONS[self.n_height][: self.n_layers]
 
     @property
     def dilations_w(self) -> tuple[int, ...]:

@@ -1,0 +1,129 @@
+"""Training: smoke test of the real entry point, exact resume, atomic checkpoints, divergence."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from waveflow.checkpoint import load_checkpoint, save_checkpoint
+from waveflow.cli import main
+from waveflow.config import WaveFlowConfig
+from waveflow.paths import LJSPEECH_MINI
+from waveflow.train import TrainConfig, TrainingDiverged, read_metrics, train
+
+TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
+
+
+def tiny_run(out, steps, **kw) -> TrainConfig:
+    opts = dict(model=TINY, data=str(LJSPEECH_MINI), out=str(out), steps=steps, batch_size=2, segment=2048,
+                val_every=0, val_clips=1, val_samples=4096, device="cpu", seed=3)
+    opts.update(kw)
+    return TrainConfig(**opts)
+
+
+def test_train_cli_smoke_on_bundled_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--config", "WF1", "--res-channels", "8", "--n-layers", "2", "--n-flows", "2",
+               "--steps", "3", "--batch-size", "2", "--segment", "2048", "--val-every", "2",
+               "--val-clips", "1", "--val-samples", "4096", "--out", str(out), "--device", "cpu"])
+    assert rc == 0
+    assert "step 3: train loss" in capsys.readouterr().out
+    train_records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in train_records] == [1, 2, 3]
+    assert all({"loss", "samples_per_s", "wall"} <= r.keys() for r in train_records)
+    val = read_metrics(out / "metrics.jsonl", kind="validation")
+    assert [r["step"] for r in val] == [2, 3] and all(math.isfinite(r["val_bits"]) for r in val)
+    model, info = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert info["step"] == 3 and model.config.res_channels == 8
+
+
+def test_resumed_run_reproduces_the_uninterrupted_loss_sequence(tmp_path):
+    full = train(tiny_run(tmp_path / "full", 6), progress=False)
+    train(tiny_run(tmp_path / "split", 3), progress=False)  # "interrupted" after step 3
+    resumed = train(tiny_run(tmp_path / "split", 6), resume=True, progress=False)
+    a = [r["loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
+    b = [r["loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
+    assert len(a) == 6 and a == b  # bit-for-bit equal losses
+    ma, _ = load_checkpoint(full.last_checkpoint)
+    mb, _ = load_checkpoint(resumed.last_checkpoint)
+    for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path):
+    train(tiny_run(tmp_path / "r", 1), progress=False)
+    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+        train(tiny_run(tmp_path / "r", 2), progress=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_run(tmp_path / "fresh", 2), resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    cfg = tiny_run(tmp_path / "r", 2, val_every=1)
+    train(cfg, progress=False)
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    # Poison the weights of the saved run so the next step's loss is NaN.
+    payload = torch.load(last, weights_only=False)
+    key = next(k for k in payload["model"] if k.endswith("out.bias"))
+    payload["model"][key] = torch.full_like(payload["model"][key], float("nan"))
+    save_checkpoint(last, *_model_from(payload), step=payload["step"])
+    poisoned = last.read_bytes()
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 3: the loss is nan.*last good checkpoint"):
+        train(tiny_run(tmp_path / "r", 4, val_every=1), resume=True, progress=False)
+    assert last.read_bytes() == poisoned != before  # untouched by the failed run
+
+
+def _model_from(payload):
+    from waveflow.model import WaveFlow
+    model = WaveFlow(WaveFlowConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["model"])
+    opt = torch.optim.Adam(model.parameters())
+    return model, opt
+
+
+def test_checkpoint_is_never_half_written(tmp_path, monkeypatch):
+    model, opt = _model_from({"config": TINY.to_dict(), "model": __import__("waveflow").WaveFlow(TINY).state_dict()})
+    path = save_checkpoint(tmp_path / "last.pt", model, opt, step=1)
+    good = path.read_bytes()
+
+    def crash(obj, fh, *a, **k):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, opt, step=2)
+    assert path.read_bytes() == good
+    assert os.listdir(tmp_path) == ["last.pt"]  # the temp file is cleaned up
+
+
+def test_training_reduces_validation_nll(tmp_path):
+    cfg = tiny_run(tmp_path / "r", 40, val_every=40, lr=2e-3, batch_size=4, segment=4096, val_samples=22016)
+    cfg.model = WaveFlowConfig(n_height=8, res_channels=16, n_flows=4, n_layers=3, permutation="reverse")
+    from waveflow.data import LJSpeech
+    from waveflow.model import WaveFlow
+    from waveflow.train import validation_nll
+    torch.manual_seed(cfg.seed)
+    before = validation_nll(WaveFlow(cfg.model), LJSpeech(cfg.data, "validation", segment=4096, n_height=8),
+                            cfg.val_clips, cfg.val_samples)
+    result = train(cfg, progress=False)
+    print(f"validation NLL {before:.3f} -> {result.final_val_nll:.3f} nats/sample")
+    assert result.final_val_nll < before - 0.3, (before, result.final_val_nll)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match=r"segment: 2050 is not a multiple of h=8"):
+        tiny_run("x", 1, segment=2050)
+    with pytest.raises(ValueError, match=r"TrainConfig.steps"):
+        tiny_run("x", 0)
+
+
+def test_run_json_records_the_options(tmp_path):
+    train(tiny_run(tmp_path / "r", 1), progress=False)
+    saved = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert saved["model"]["res_channels"] == 8 and saved["batch_size"] == 2
+    assert TrainConfig.from_dict(saved).model == TINY

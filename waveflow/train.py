@@ -1,0 +1,368 @@
+"""Training: maximum likelihood on random crops, resumable bit for bit.
+
+A run lives in one folder::
+
+    <out>/run.json                 the training options and model config of the run
+    <out>/metrics.jsonl            append-only log, one JSON object per line
+    <out>/checkpoints/last.pt      the latest checkpoint (atomic: temp file + rename)
+    <out>/checkpoints/step_NNNNNNN.pt  periodic checkpoints
+
+Exact resumption: batches are a pure function of ``(seed, step)`` (:meth:`LJSpeech.batch`), and a
+checkpoint holds the model, the Adam state, the step and every RNG state. Resuming from the
+checkpoint of step ``s`` therefore replays steps ``s+1 ...`` with the same batches from the same
+state, and the loss sequence equals that of an uninterrupted run (``tests/test_train.py``).
+Steps that were logged after the last checkpoint of an interrupted run are logged again when
+they are replayed; readers keep the last record per step (:func:`read_metrics`).
+
+A NaN or infinite loss or gradient stops the run before the optimiser touches the weights, with
+a :class:`TrainingDiverged` error naming the step; the last good checkpoint is left intact.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import read_checkpoint, save_checkpoint, set_rng_state
+from .config import WaveFlowConfig, get_config
+from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
+from .model import WaveFlow
+from .paths import LJSPEECH_MINI, RUNS
+
+LN2 = math.log(2.0)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of a training run (the model itself is described by ``model``).
+
+    Args:
+        model: the WaveFlow configuration.
+        data: LJSpeech-format folder (default: the bundled ``data/ljspeech-mini``).
+        out: run folder (default ``build/runs/<config name>``).
+        steps: total optimisation steps to reach (a resumed run continues up to this step).
+        batch_size: clips per step (8, as in the paper).
+        segment: crop length in samples (16,000, as in the paper).
+        lr: Adam learning rate (2e-4).
+        grad_clip: max global gradient norm (5.0, as in the public PyTorch WaveFlow); 0 disables.
+        seed: seed of initialisation, batches and crops.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available).
+        val_every: steps between validation NLL evaluations (0: only at the end).
+        val_clips: validation clips evaluated (the first ones of the split, in metadata order).
+        val_samples: each validation clip is cut to its first ``val_samples`` samples (a multiple
+            of the hop) to bound the cost on CPUs; 0 evaluates whole clips.
+        checkpoint_every: steps between periodic checkpoints kept as ``step_NNNNNNN.pt`` (0: none);
+            ``last.pt`` is rewritten at every validation and at the end.
+        log_every: steps between metrics-log lines (the training loss of every step is logged
+            when 1).
+        name: label of the run in logs and notebooks.
+    """
+
+    model: WaveFlowConfig = field(default_factory=WaveFlowConfig)
+    data: str = str(LJSPEECH_MINI)
+    out: str = ""
+    steps: int = 100
+    batch_size: int = 8
+    segment: int = DEFAULT_SEGMENT
+    lr: float = 2e-4
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    val_every: int = 50
+    val_clips: int = 4
+    val_samples: int = 4 * 22_016
+    checkpoint_every: int = 0
+    log_every: int = 1
+    name: str = "run"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = WaveFlowConfig.from_dict(self.model)
+        for name in ("steps", "batch_size", "segment"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name}: expected a positive integer, got {value!r}")
+        for name in ("val_every", "val_clips", "val_samples", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
+        if not isinstance(self.log_every, int) or self.log_every < 1:
+            raise ValueError(f"TrainConfig.log_every: expected a positive integer, got {self.log_every!r}")
+        if self.segment % self.model.n_height:
+            raise ValueError(f"TrainConfig.segment: {self.segment} is not a multiple of h={self.model.n_height}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"TrainConfig.lr: expected a finite positive learning rate, got {self.lr!r}")
+        if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
+            raise ValueError(f"TrainConfig.grad_clip: expected a finite value >= 0, got {self.grad_clip!r}")
+        if not self.out:
+            self.out = str(RUNS / self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    out: Path
+    step: int
+    last_checkpoint: Path
+    final_train_loss: float
+    final_val_nll: float | None
+    wall_seconds: float
+    samples_seen: int
+    history: list[dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------------------------
+# append-only metrics log
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_metrics(path: str | os.PathLike, kind: str | None = "train") -> list[dict[str, Any]]:
+    """Records of a metrics log, the last one per (kind, step), in step order.
+
+    A partial last line (crash mid-write) is ignored.
+    """
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if kind is None or rec.get("kind") == kind:
+                records[(rec.get("kind", ""), int(rec.get("step", -1)))] = rec
+    return [records[k] for k in sorted(records, key=lambda k: (k[1], k[0]))]
+
+
+# ----------------------------------------------------------------------------------------------
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; explicit CUDA without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA was requested but torch sees no GPU (torch {torch.__version__})")
+    return dev
+
+
+@torch.no_grad()
+def validation_nll(model: WaveFlow, dataset: LJSpeech, max_clips: int, max_samples: int) -> float:
+    """Mean negative log-likelihood (nats/sample) over the first validation clips, sample-weighted."""
+    model.eval()
+    total, count = 0.0, 0
+    h = model.config.n_height
+    for utt in dataset.utterances(max_clips or None):
+        audio = utt.audio[:max_samples] if max_samples else utt.audio
+        audio = audio[: audio.shape[0] - audio.shape[0] % 256]
+        if audio.shape[0] <= 512 or audio.shape[0] % h:
+            continue
+        from .audio import log_mel
+
+        device = next(model.parameters()).device
+        a = audio.to(device)
+        ll = model.log_likelihood(a.unsqueeze(0), log_mel(a).unsqueeze(0))
+        total += -ll.item() * a.shape[0]
+        count += a.shape[0]
+    model.train()
+    return total / count if count else float("nan")
+
+
+def _check_finite(loss: torch.Tensor, grad_norm: torch.Tensor | None, step: int, ckpt: Path) -> None:
+    what = None
+    if not torch.isfinite(loss):
+        what = f"the loss is {loss.item()}"
+    elif grad_norm is not None and not torch.isfinite(grad_norm):
+        what = f"the gradient norm is {grad_norm.item()}"
+    if what:
+        kept = f"the last good checkpoint {ckpt} is intact" if ckpt.exists() else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"training diverged at step {step}: {what}; the weights were not updated and {kept}. "
+            "Try a lower --lr or a smaller --grad-clip."
+        )
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) a WaveFlow model; the function behind ``python -m waveflow train``.
+
+    Args:
+        config: the run's options.
+        resume: continue from ``<out>/checkpoints/last.pt`` (error if absent); without it an
+            existing run folder with checkpoints is refused rather than overwritten.
+        on_step: called after every optimisation step with ``(step, loss)``, e.g. to mark
+            energy-meter sections.
+        progress: show a tqdm bar with loss and samples/s.
+    """
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.pt"
+    metrics_path = out / "metrics.jsonl"
+    device = resolve_device(config.device)
+
+    report = validate_dataset(config.data)  # bad data is reported here, before any compute
+    common = dict(segment=config.segment, n_height=config.model.n_height, batch_size=config.batch_size,
+                  seed=config.seed, report=report)
+    train_set = LJSpeech(config.data, "train", **common)
+    val_set = LJSpeech(config.data, "validation", **common)
+
+    torch.manual_seed(config.seed)
+    model = WaveFlow(config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    step = 0
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last}; expected a run started with --out {out}")
+        payload = read_checkpoint(last, map_location=device)
+        saved = WaveFlowConfig.from_dict(payload["config"])
+        if saved != config.model:
+            raise ValueError(f"--resume: checkpoint {last} was trained with {saved}, not {config.model}")
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        step = int(payload["step"])
+        set_rng_state(payload["rng"])
+    elif last.exists():
+        raise ValueError(f"--out {out} already holds a run ({last}); pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    append_metrics(metrics_path, {"kind": "start" if not resume else "resume", "step": step, "time": time.time(),
+                                  "host": socket.gethostname(), "device": str(device),
+                                  "params": model.num_parameters(), "train_clips": len(train_set),
+                                  "validation_clips": len(val_set)})
+
+    def checkpoint(path: Path) -> None:
+        save_checkpoint(path, model, optimizer, step, extra={"train": config.to_dict()})
+
+    model.train()
+    history: list[dict[str, Any]] = []
+    start_time, samples, loss_value, val = time.perf_counter(), 0, float("nan"), None
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=config.name, unit="step")
+    while step < config.steps:
+        batch = train_set.batch(step)  # batch of step s+1 is batch(s): a pure function of (seed, s)
+        audio, mel = batch.audio.to(device), batch.mel.to(device)
+        t0 = time.perf_counter()
+        loss = -model.log_likelihood(audio, mel)
+        _check_finite(loss, None, step + 1, last)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf"))
+        _check_finite(loss, grad_norm, step + 1, last)
+        optimizer.step()
+        step += 1
+        loss_value = loss.item()
+        dt = time.perf_counter() - t0
+        samples += audio.numel()
+        record = {"kind": "train", "step": step, "loss": loss_value, "grad_norm": grad_norm.item(),
+                  "seconds": dt, "samples_per_s": audio.numel() / dt, "wall": time.perf_counter() - start_time}
+        history.append(record)
+        if step % config.log_every == 0:
+            append_metrics(metrics_path, record)
+        if on_step is not None:
+            on_step(step, loss_value)
+        bar.set_postfix(loss=f"{loss_value:.3f}", samples_s=f"{audio.numel() / dt:,.0f}")
+        bar.update(1)
+        if (config.val_every and step % config.val_every == 0) or step == config.steps:
+            val = validation_nll(model, val_set, config.val_clips, config.val_samples)
+            append_metrics(metrics_path, {"kind": "validation", "step": step, "val_nll": val,
+                                          "val_bits": val / LN2, "wall": time.perf_counter() - start_time})
+            checkpoint(last)
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+            checkpoint(ckpt_dir / f"step_{step:07d}.pt")
+    bar.close()
+    if not last.exists():  # steps already reached at start (resume of a finished run)
+        checkpoint(last)
+    return TrainResult(out, step, last, loss_value, val, time.perf_counter() - start_time, samples, history)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI: python -m waveflow train
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``train``."""
+    d = TrainConfig()
+    parser.add_argument("--config", default="WF2", help="paper configuration WF1..WF5 to start from (WF2)")
+    parser.add_argument("--res-channels", type=int, help="override r, the residual channels")
+    parser.add_argument("--n-height", type=int, help="override h, the squeezed height (8, 16, 32, 64, 128)")
+    parser.add_argument("--n-flows", type=int, help="override the number of flows (8)")
+    parser.add_argument("--n-layers", type=int, help="override the layers per flow (8; h=8/16 only)")
+    parser.add_argument("--data", default=d.data, help="LJSpeech-format folder (default: bundled ljspeech-mini)")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"total steps ({d.steps})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per step ({d.batch_size})")
+    parser.add_argument("--segment", type=int, default=d.segment, help=f"crop length in samples ({d.segment})")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"max gradient norm, 0 = off ({d.grad_clip})")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+    parser.add_argument("--out", default="", help="run folder (default build/runs/<config>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (auto)")
+    parser.add_argument("--val-every", type=int, default=d.val_every, help=f"steps between validations ({d.val_every})")
+    parser.add_argument("--val-clips", type=int, default=d.val_clips, help=f"validation clips ({d.val_clips})")
+    parser.add_argument("--val-samples", type=int, default=d.val_samples,
+                        help=f"samples per validation clip, 0 = whole clip ({d.val_samples})")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                        help="steps between kept periodic checkpoints, 0 = none (0)")
+    parser.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between log lines ({d.log_every})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Build the run's :class:`TrainConfig` from CLI arguments."""
+    model = get_config(args.config)
+    overrides = {k: v for k, v in {"res_channels": args.res_channels, "n_height": args.n_height,
+                                    "n_flows": args.n_flows, "n_layers": args.n_layers}.items() if v is not None}
+    if "n_height" in overrides and model.permutation == "bipartite" and overrides["n_height"] % 2:
+        overrides["permutation"] = "reverse"
+    model = model.replace(**overrides)
+    name = args.config.upper() + "".join(f"-{k[0]}{v}" for k, v in sorted(overrides.items()) if k != "permutation")
+    return TrainConfig(model=model, data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size,
+                       segment=args.segment, lr=args.lr, grad_clip=args.grad_clip, seed=args.seed,
+                       device=args.device, val_every=args.val_every, val_clips=args.val_clips,
+                       val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
+                       log_every=args.log_every, name=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train from the command line; exit 3 when training diverges."""
+    config = config_from_args(args)
+    try:
+        result = train(config, resume=args.resume)
+    except TrainingDiverged as exc:
+        print(f"python -m waveflow train: {exc}")
+        return 3
+    val = "n/a" if result.final_val_nll is None else f"{result.final_val_nll:.4f} nats/sample"
+    print(f"step {result.step}: train loss {result.final_train_loss:.4f}, validation NLL {val}; "
+          f"checkpoint {result.last_checkpoint}")
+    return 0

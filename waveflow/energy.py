@@ -401,7 +401,7 @@ def _caller_stacklevel() -> int:
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith("waveflow.energy"):
         frame, level = frame.f_back, level + 1
-    return level + 1 if frame is not None and frame.f_globals.get("__name__") == "contextlib" else level
+    return level
 
 
 @functools.lru_cache(maxsize=1)

@@ -174,7 +174,7 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
             step()
 
     def metered() -> float:
-        meter = EnergyMeter("overhead", pue=1.0, poll_hz=poll_hz, nvml=_ConstantPowerNvml() if simulate_polling else None)
+        meter = EnergyMeter("overhead", pue=1.0, cpu_tdp_w=100.0, poll_hz=poll_hz, nvml=_ConstantPowerNvml() if simulate_polling else None)
         t0 = time.perf_counter()
         meter.start()
         work()
@@ -186,7 +186,7 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
         work()
         return time.perf_counter() - t0
 
-    EnergyMeter("warm-up", pue=1.0).stop()  # import pynvml, read the TDP table once
+    EnergyMeter("warm-up", pue=1.0, cpu_tdp_w=100.0).stop()  # import pynvml, read the TDP table once
     plain_times, metered_times = [], []
     for i in range(repeats):
         if i % 2:

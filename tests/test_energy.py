@@ -1,0 +1,387 @@
+"""Energy meter: each reader on fakes of the real interfaces, the estimate maths, the log, the CLI."""
+from __future__ import annotations
+
+import csv
+import statistics
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from waveflow import energy_readers as er
+from waveflow.cli import main as cli_main
+from waveflow.energy import RECORD_COLUMNS, EnergyMeter, append_record, read_records, summary
+
+
+# ------------------------------------------------------------------------------------------
+# fakes
+def make_powercap(root: Path, domains: dict[str, tuple[str, int, int]]) -> Path:
+    """A powercap tree: {dir: (name, energy_uj, max_energy_range_uj)}, as /sys/class/powercap lays it out."""
+    for d, (name, uj, max_uj) in domains.items():
+        (root / d).mkdir(parents=True)
+        (root / d / "name").write_text(name + "\n")
+        (root / d / "energy_uj").write_text(f"{uj}\n")
+        (root / d / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    return root
+
+
+def set_uj(root: Path, d: str, uj: int) -> None:
+    (root / d / "energy_uj").write_text(f"{uj}\n")
+
+
+class FakeNvml:
+    """The subset of pynvml the meter uses; energy in mJ, power in mW, like the real library."""
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    def __init__(self, n: int = 2, counter: bool = True, power_mw: int = 200_000, init_error: bool = False):
+        self.n, self.counter, self.power_mw, self.init_error = n, counter, power_mw, init_error
+        self.energy_mj = [1_000_000 * (i + 1) for i in range(n)]
+        self.power_calls = 0
+        self.shutdown_called = False
+
+    def nvmlInit(self):
+        if self.init_error:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self):
+        self.shutdown_called = True
+
+    def nvmlDeviceGetCount(self):
+        return self.n
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetName(self, h):
+        return b"TITAN X (Pascal)" if not self.counter else "NVIDIA A100-SXM4-40GB"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        if not self.counter:
+            raise self.NVMLError_NotSupported("Not Supported")
+        return self.energy_mj[h]
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        self.power_calls += 1
+        return self.power_mw
+
+
+def cpu_clock(values):
+    """cpu_seconds callable returning successive values (the last one repeats)."""
+    it = iter(values)
+    last = [0.0]
+
+    def f():
+        last[0] = next(it, last[0])
+        return last[0]
+
+    return f
+
+
+@pytest.fixture(autouse=True)
+def no_cuda_env(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+# ------------------------------------------------------------------------------------------
+# RAPL
+def test_rapl_package_and_dram_are_measured_and_core_psys_excluded(tmp_path):
+    root = make_powercap(tmp_path, {
+        "intel-rapl:0": ("package-0", 1_000_000, 2**32),
+        "intel-rapl:0:0": ("core", 500_000, 2**32),
+        "intel-rapl:0:1": ("dram", 2_000_000, 2**32),
+        "intel-rapl:1": ("psys", 9_000_000, 2**32),
+    })
+    with EnergyMeter("rapl", nvml=False, powercap_root=root, pue=1.0) as meter:
+        set_uj(root, "intel-rapl:0", 13_500_000)  # +12.5 J
+        set_uj(root, "intel-rapl:0:0", 9_000_000)
+        set_uj(root, "intel-rapl:0:1", 4_000_000)  # +2 J
+        set_uj(root, "intel-rapl:1", 99_000_000)
+    rec = meter.record
+    assert rec.joules("cpu") == pytest.approx(12.5)
+    assert rec.joules("dram") == pytest.approx(2.0)
+    assert rec.energy_j == pytest.approx(14.5)
+    assert {c.method for c in rec.components} == {er.METHOD_RAPL}
+    assert not any(c.method == er.METHOD_TDP_UTIL for c in rec.components)
+    assert rec.row()["dram_method"] == er.METHOD_RAPL and rec.row()["gpu_j"] == ""
+
+
+def test_rapl_wraparound_uses_max_energy_range(tmp_path):
+    max_uj = 262_143_328_850
+    root = make_powercap(tmp_path, {"intel-rapl:0": ("package-0", max_uj - 1_000_000, max_uj)})
+    with EnergyMeter("wrap", nvml=False, powercap_root=root, pue=1.0) as meter:
+        set_uj(root, "intel-rapl:0", 3_000_000)  # wrapped: 1 J before the top + 3 J after
+    assert meter.record.joules("cpu") == pytest.approx(4.0)
+
+
+def test_rapl_poll_catches_each_wrap_between_reads(tmp_path):
+    """Two wraps between start and end are only right if the counter is polled in between."""
+    root = make_powercap(tmp_path, {"amd-rapl:0": ("package-0", 900, 1000)})
+    (dom,) = er.rapl_domains(root)
+    for uj in (100, 950, 50):  # +200, +850, +100
+        set_uj(root, "amd-rapl:0", uj)
+        dom.poll()
+    assert dom.read() == pytest.approx(1150 / 1e6)
+
+
+def test_rapl_permission_denied_falls_back_to_estimate(tmp_path):
+    root = make_powercap(tmp_path, {"intel-rapl:0": ("package-0", 1, 2**32)})
+
+    def read_text(p: Path) -> str:
+        if p.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(p))
+        return p.read_text()
+
+    with EnergyMeter("denied", nvml=False, powercap_root=root, rapl_read_text=read_text, cpu_tdp_w=100,
+                     cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0) as meter:
+        pass
+    rec = meter.record
+    assert [c.method for c in rec.components] == [er.METHOD_TDP_UTIL]
+    assert any("RAPL unreadable (PermissionError" in n for n in rec.notes)
+    assert rec.cpu_tdp_w == 100 and rec.cpu_tdp_match == "override"
+
+
+# ------------------------------------------------------------------------------------------
+# NVML
+def test_nvml_energy_counter_per_device():
+    nvml = FakeNvml(n=2, counter=True)
+    with EnergyMeter("gpu", nvml=nvml, cpu=False, pue=1.0) as meter:
+        nvml.energy_mj[0] += 150_000  # 150 J
+        nvml.energy_mj[1] += 2_500  # 2.5 J
+    rec = meter.record
+    gpus = [c for c in rec.components if c.kind == "gpu"]
+    assert [c.joules for c in gpus] == pytest.approx([150.0, 2.5])
+    assert [c.method for c in gpus] == [er.METHOD_NVML_ENERGY] * 2
+    assert gpus[0].device == "gpu:0 NVIDIA A100-SXM4-40GB"
+    assert nvml.power_calls == 0 and nvml.shutdown_called
+    assert rec.row()["gpu_j"] == pytest.approx(152.5)
+
+
+def test_nvml_power_polling_when_counter_not_supported():
+    nvml = FakeNvml(n=1, counter=False, power_mw=250_000)
+    with EnergyMeter("old gpu", nvml=nvml, cpu=False, pue=1.0, poll_hz=20) as meter:
+        time.sleep(0.3)
+    rec = meter.record
+    (gpu,) = rec.components
+    assert gpu.method == er.METHOD_NVML_POWER and gpu.device == "gpu:0 TITAN X (Pascal)"
+    assert gpu.joules == pytest.approx(250.0 * rec.wall_s, rel=0.05)
+    assert nvml.power_calls >= 5  # ~20 Hz for 0.3 s, not just the two end points
+    assert any("no NVML energy counter" in n for n in rec.notes)
+    assert not any(t.name == "EnergyMeterPoll" for t in threading.enumerate())
+
+
+def test_nvml_init_failure_is_a_note_not_a_crash():
+    with EnergyMeter("no driver", nvml=FakeNvml(init_error=True), cpu=False, pue=1.0) as meter:
+        pass
+    assert meter.record.components == []
+    assert any("NVML unavailable (NVMLError" in n for n in meter.record.notes)
+
+
+def test_cuda_visible_devices_selects_nvml_indices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with EnergyMeter("one", nvml=FakeNvml(n=2), cpu=False, pue=1.0) as meter:
+        pass
+    assert [c.device.split()[0] for c in meter.record.components] == ["gpu:1"]
+
+
+def test_reader_failure_mid_run_is_recorded_not_raised():
+    nvml = FakeNvml(n=1)
+    with EnergyMeter("flaky", nvml=nvml, cpu=False, pue=1.0) as meter:
+        nvml.energy_mj[0] += 1000
+        meter.mark("ok")
+        nvml.counter = False  # the next read raises NotSupported
+    rec = meter.record
+    assert rec.components[0].joules == pytest.approx(1.0)
+    assert any("read failed" in n and "lower bound" in n for n in rec.notes)
+
+
+# ------------------------------------------------------------------------------------------
+# CPU estimate
+def test_utilisation_estimate_maths():
+    tdp = er.CpuTdp("X", 100.0, "override", "", "")
+    est = er.CpuUtilisationEstimate(tdp, cpu_seconds=cpu_clock([10.0, 13.0]), logical_cpus=4, packages=1)
+    # 3 CPU s over 4 logical CPUs = 0.75 package-seconds at 100 W.
+    assert est.read() == pytest.approx(75.0)
+    assert est.utilisation(wall_s=1.5) == pytest.approx(3.0 / (1.5 * 4))
+    two = er.CpuUtilisationEstimate(tdp, cpu_seconds=cpu_clock([0.0, 8.0]), logical_cpus=8, packages=2)
+    assert two.read() == pytest.approx(200.0)  # 8 CPU s = 1 s of both packages at full load
+
+
+def test_estimate_follows_real_load_not_a_constant():
+    def measure(work):
+        with EnergyMeter("load", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, pue=1.0) as m:
+            work()
+        return m.record
+
+    def spin():
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.25:
+            pass
+
+    busy, idle = measure(spin), measure(lambda: time.sleep(0.25))
+    n = er.cpu_topology()[0]
+    assert busy.cpu_utilisation == pytest.approx(1.0 / n, rel=0.35)  # one busy thread
+    assert idle.cpu_utilisation < 0.1
+    assert busy.joules("cpu") > 5 * idle.joules("cpu")
+
+
+def test_unknown_cpu_uses_table_median_and_warns(monkeypatch):
+    monkeypatch.setattr(er, "cpu_brand", lambda: "Frobnicator 9000 Ultra")
+    with pytest.warns(UserWarning, match=r"unknown CPU 'Frobnicator 9000 Ultra'.*cpu_tdp_w"):
+        with EnergyMeter("?", nvml=False, powercap_root="/nonexistent", pue=1.0) as m:
+            pass
+    assert m.record.cpu_tdp_match == "default"
+    assert m.record.cpu_tdp_w == statistics.median(er.cpu_power_table().values())
+
+
+def test_generic_brand_is_a_family_median_not_the_first_row(monkeypatch):
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
+    with pytest.warns(UserWarning, match="generic brand 'AMD EPYC'"):
+        with EnergyMeter("kvm", nvml=False, powercap_root="/nonexistent", pue=1.0) as m:
+            pass
+    epyc = [v for k, v in er.cpu_power_table().items() if k.startswith("AMD EPYC")]
+    assert m.record.cpu_tdp_match == "generic"
+    assert m.record.cpu_tdp_w == statistics.median(epyc) != 120.0  # carbontracker's first row, 7232P
+
+
+def test_tdp_override_does_not_warn(monkeypatch):
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with EnergyMeter("override", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=155, pue=1.0) as m:
+            pass
+    assert m.record.cpu_tdp_w == 155
+
+
+@pytest.mark.parametrize("brand,name,tdp", [
+    ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", "Intel Core i7-8700", 65),
+    ("AMD EPYC 7742 64-Core Processor", "AMD EPYC 7742", 225),
+    ("Intel(R) Xeon(R) CPU E5-2630 v4 @ 2.20GHz", "Intel Xeon E5-2630 v4", 85),
+])
+def test_tdp_lookup_real_brand_strings(brand, name, tdp):
+    found = er.lookup_cpu_tdp(brand)
+    assert (found.matched_name, found.tdp_w, found.match) == (name, tdp, "exact")
+
+
+def test_bad_settings_raise_value_error():
+    with pytest.raises(ValueError, match="cpu_tdp_w"):
+        EnergyMeter(cpu_tdp_w=-5)
+    with pytest.raises(ValueError, match="poll_hz"):
+        EnergyMeter(poll_hz=2)
+    with pytest.raises(ValueError):
+        EnergyMeter(pue=0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# record, sections, log
+def test_sections_marks_pue_and_co2():
+    cpu = cpu_clock([0.0, 0.0, 2.0, 2.0, 2.0, 6.0, 6.0])  # start, s1 in/out, mark, s2 in/out, stop
+    with EnergyMeter("epochs", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu,
+                     pue=1.5, intensity="FR") as meter:
+        with meter.section("epoch 1"):
+            pass
+        meter.mark("after 1")
+        with meter.section("epoch 2"):
+            pass
+    rec = meter.record
+    n = er.cpu_topology()[0]
+    assert [s.label for s in rec.sections] == ["epoch 1", "epoch 2"]
+    assert rec.sections[0].total_j == pytest.approx(100 * 2.0 / n)
+    assert rec.sections[1].total_j == pytest.approx(100 * 4.0 / n)
+    assert rec.marks[0].label == "after 1" and rec.marks[0].joules["cpu"] == pytest.approx(100 * 2.0 / n)
+    assert rec.energy_j_pue == pytest.approx(1.5 * rec.energy_j)
+    assert rec.co2e_g == pytest.approx(rec.energy_j * 1.5 / 3.6e6 * rec.intensity_g_per_kwh)
+    assert rec.intensity_code == "FR" and rec.intensity_source
+    assert "section 'epoch 2'" in summary(rec)
+
+
+def test_block_exception_propagates_and_is_noted():
+    meter = EnergyMeter("boom", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, pue=1.0)
+    with pytest.raises(KeyError):
+        with meter:
+            raise KeyError("x")
+    assert "block raised KeyError" in meter.record.notes
+
+
+def _record(label: str):
+    with EnergyMeter(label, nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100,
+                     cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0) as m:
+        pass
+    return m.record
+
+
+def test_csv_append_two_rows_one_header(tmp_path):
+    log = tmp_path / "sub" / "energy_log.csv"
+    append_record(_record("first"), log)
+    append_record(_record("second, with comma"), log)
+    lines = log.read_text().splitlines()
+    assert lines[0] == ",".join(RECORD_COLUMNS)
+    assert sum(line.startswith("timestamp,") for line in lines) == 1
+    with open(log, newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 3 and all(len(r) == len(RECORD_COLUMNS) for r in rows)
+    df = read_records(log)
+    assert list(df.columns) == list(RECORD_COLUMNS)
+    assert list(df["label"]) == ["first", "second, with comma"]
+    assert df["cpu_j"].dtype.kind == "f" and (df["cpu_j"] > 0).all()
+
+
+def test_csv_with_foreign_header_is_refused(tmp_path):
+    log = tmp_path / "other.csv"
+    log.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="expected"):
+        append_record(_record("x"), log)
+    assert log.read_text() == "a,b\n1,2\n"
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+def test_cli_measures_a_command_and_returns_its_exit_code(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    code = "import sys, time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 0.3: pass\nsys.exit(3)"
+    rc = cli_main(["energy", "--log", str(log), "--cpu-tdp", "100", "--pue", "1.2", "--intensity", "FR",
+                   "--label", "spin", "--", sys.executable, "-c", code])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "estimated:tdp×utilisation" in err and "PUE 1.2" in err and "g/kWh" in err
+    row = read_records(log).iloc[0]
+    assert row["label"] == "spin" and int(row["exit_code"]) == 3 and row["intensity_code"] == "FR"
+    assert row["command"].startswith(sys.executable)
+    # the child spun one CPU for 0.3 s: its tree (not this waiting process) carries the load
+    assert row["cpu_utilisation"] * er.cpu_topology()[0] * row["wall_s"] >= 0.2
+
+
+def test_cli_missing_command(tmp_path, capsys):
+    assert cli_main(["energy", "--no-log", "--cpu-tdp", "100", "--", "/nonexistent/binary"]) == 127
+    assert cli_main(["energy", "--no-log"]) == 2
+
+
+def test_measure_overhead_runs():
+    from waveflow.energy import measure_overhead
+
+    res = measure_overhead(repeats=1, work_s=0.05)
+    assert res.plain_s > 0 and res.metered_s > 0 and res.polling
+
+
+# ------------------------------------------------------------------------------------------
+@pytest.mark.requires_gpu
+def test_real_nvml_measures_gpu_work():
+    import torch
+
+    x = torch.randn(4096, 4096, device="cuda")
+    with EnergyMeter("gpu matmul", pue=1.0, cpu_tdp_w=100) as meter:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 1.5:
+            x = torch.tanh(x @ x)
+    gpus = [c for c in meter.record.components if c.kind == "gpu"]
+    assert gpus, meter.record.notes
+    assert {c.method for c in gpus} <= {er.METHOD_NVML_ENERGY, er.METHOD_NVML_POWER}
+    watts = max(c.joules for c in gpus) / meter.record.wall_s
+    assert 20 < watts < 1500, (watts, meter.record.notes)

@@ -214,21 +214,25 @@ def test_utilisation_estimate_maths():
     assert two.read() == pytest.approx(200.0)  # 8 CPU s = 1 s of both packages at full load
 
 
+def spin_cpu(cpu_s: float) -> None:
+    """Burn ``cpu_s`` of this thread's CPU time (not wall time: the test box may be shared)."""
+    t = time.thread_time()
+    while time.thread_time() - t < cpu_s:
+        pass
+
+
 def test_estimate_follows_real_load_not_a_constant():
     def measure(work):
         with EnergyMeter("load", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, pue=1.0) as m:
             work()
         return m.record
 
-    def spin():
-        t = time.perf_counter()
-        while time.perf_counter() - t < 0.25:
-            pass
-
-    busy, idle = measure(spin), measure(lambda: time.sleep(0.25))
+    busy, idle = measure(lambda: spin_cpu(0.25)), measure(lambda: time.sleep(0.25))
     n = er.cpu_topology()[0]
-    assert busy.cpu_utilisation == pytest.approx(1.0 / n, rel=0.35)  # one busy thread
-    assert idle.cpu_utilisation < 0.1
+    busy_cpu_s = busy.cpu_utilisation * n * busy.wall_s
+    assert 0.25 <= busy_cpu_s < 0.25 + 0.1  # the spin plus a little of the meter and the interpreter
+    assert busy.joules("cpu") == pytest.approx(100 * busy_cpu_s / n)
+    assert idle.cpu_utilisation * n * idle.wall_s < 0.05
     assert busy.joules("cpu") > 5 * idle.joules("cpu")
 
 
@@ -345,7 +349,7 @@ def test_csv_with_foreign_header_is_refused(tmp_path):
 # CLI
 def test_cli_measures_a_command_and_returns_its_exit_code(tmp_path, capsys):
     log = tmp_path / "log.csv"
-    code = "import sys, time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 0.3: pass\nsys.exit(3)"
+    code = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\nsys.exit(3)"
     rc = cli_main(["energy", "--log", str(log), "--cpu-tdp", "100", "--pue", "1.2", "--intensity", "FR",
                    "--label", "spin", "--", sys.executable, "-c", code])
     assert rc == 3
@@ -354,8 +358,10 @@ def test_cli_measures_a_command_and_returns_its_exit_code(tmp_path, capsys):
     row = read_records(log).iloc[0]
     assert row["label"] == "spin" and int(row["exit_code"]) == 3 and row["intensity_code"] == "FR"
     assert row["command"].startswith(sys.executable)
-    # the child spun one CPU for 0.3 s: its tree (not this waiting process) carries the load
-    assert row["cpu_utilisation"] * er.cpu_topology()[0] * row["wall_s"] >= 0.2
+    # the child burnt 0.3 CPU s (+ its start-up): its tree, not this waiting process, carries the load
+    child_cpu_s = row["cpu_utilisation"] * er.cpu_topology()[0] * row["wall_s"]
+    assert 0.3 <= child_cpu_s < 1.0
+    assert row["cpu_j"] == pytest.approx(100 * child_cpu_s / er.cpu_topology()[0])
 
 
 def test_cli_missing_command(tmp_path, capsys):

@@ -173,3 +173,18 @@ def co2e_table(kwh: pd.Series, codes: list[str], pues: list[str | float]) -> pd.
                              "g_per_kwh": inten.g_per_kwh, "intensity_year": inten.year, "pue_name": pue.name,
                              "pue": pue.value, "kg_co2e": co2e_grams(float(e), inten, pue) / 1000})
     return pd.DataFrame(rows)
+
+
+def plot_co2e_by_grid(ax, co2: pd.DataFrame) -> pd.DataFrame:
+    """Bars of the summed kg CO2e of a :func:`co2e_table` per grid, one bar per PUE.
+
+    Returns:
+        The plotted totals (one row per intensity × PUE), for ``save_figure``.
+    """
+    import seaborn as sns
+
+    totals = co2.groupby(["intensity", "g_per_kwh", "pue_name", "pue"], sort=False, as_index=False)["kg_co2e"].sum()
+    sns.barplot(data=totals, x="intensity", y="kg_co2e", hue="pue_name", ax=ax)
+    ax.set_xlabel("grid (country average)")
+    ax.legend(title="PUE", fontsize=8)
+    return totals

@@ -190,3 +190,17 @@ def recompute_table1(path: Path | str = TABLE1_CSV, pue: float = 1.0) -> pd.Data
             "matches": math.isclose(ours, float(row.energy_kwh), rel_tol=0, abs_tol=1e-9),
         })
     return pd.DataFrame(rows)
+
+
+def plot_table1(ax, table1: pd.DataFrame) -> None:
+    """Table 1 as bars (our recomputation) with the paper's printed values as black ticks."""
+    x = range(len(table1))
+    ax.bar(x, table1["energy_kwh"], color="tab:gray", label="recomputed")
+    ax.scatter(x, table1["energy_kwh_paper"], marker="_", s=400, color="black", zorder=3, label="paper")
+    for i, (kwh, hw) in enumerate(zip(table1["energy_kwh"], table1["hardware"])):
+        ax.annotate(f"{kwh:g}\n{hw}", (i, kwh), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(table1["model"], rotation=30)
+    ax.set_ylabel("training energy (kWh)")
+    ax.set_ylim(0, float(table1["energy_kwh"].max()) * 1.3)
+    ax.legend(loc="upper right", fontsize=8)

@@ -242,3 +242,84 @@ def plot_front(ax, table: pd.DataFrame, x: str, y: str, label: str, hv_reference
         ax.scatter(dom[x], dom[y], color="tab:red", s=45, zorder=3, label="dominated")
     for _, row in table.iterrows():
         ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+
+
+def pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str) -> pd.DataFrame:
+    """:func:`pareto_table` in several objective spaces at once, stacked in one tidy frame.
+
+    Args:
+        df: one row per model.
+        spaces: space name -> objective columns (all minimised), e.g.
+            ``{"training": ["one_minus_pct_mos", "e_train_kwh"]}``.
+        label: the column naming the rows.
+
+    Returns:
+        Columns ``space``, ``label``, ``x``/``y`` (first two objectives, for plotting), ``pareto_optimal``,
+        ``rank``, ``dominated_by``, plus the objective names as ``objectives``.
+    """
+    parts = []
+    for name, objectives in spaces.items():
+        t = pareto_table(df, objectives, label)
+        part = pd.DataFrame({"space": name, label: t[label], "objectives": " vs ".join(objectives)})
+        for axis, col in zip(("x", "y", "z"), objectives):
+            part[axis] = t[col].astype(float).to_numpy()
+        part[["pareto_optimal", "rank", "dominated_by"]] = t[["pareto_optimal", "rank", "dominated_by"]].to_numpy()
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    first = ["space", label, "objectives", *[a for a in ("x", "y", "z") if a in out.columns]]
+    out = out[first + [c for c in out.columns if c not in first]]
+    out["pareto_optimal"] = out["pareto_optimal"].astype(bool)
+    out["rank"] = out["rank"].astype(int)
+    return out
+
+
+def hypervolume_summary(df: pd.DataFrame, spaces: dict[str, Sequence[str]], margin: float = 0.1) -> pd.DataFrame:
+    """Hypervolume of the Pareto front in each space, with the reference point used.
+
+    The reference is :func:`reference_point` (worst value + ``margin`` × range per objective); the
+    normalised value divides by the box between the per-objective best value and the reference, so the
+    training (kWh) and generation (Wh) fronts can be compared on one 0–1 scale.
+    """
+    rows = []
+    for name, objectives in spaces.items():
+        p = df[list(objectives)].to_numpy(dtype=float)
+        ref = reference_point(p, margin)
+        rows.append({"space": name, "objectives": " vs ".join(objectives),
+                     "reference": "(" + ", ".join(f"{r:.6g}" for r in ref) + ")",
+                     "n_points": len(p), "n_optimal": int(pareto_mask(p).sum()),
+                     "hypervolume": hypervolume(p, ref), "normalized_hypervolume": normalized_hypervolume(p, ref)})
+    return pd.DataFrame(rows)
+
+
+def plot_pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str, margin: float = 0.1,
+                       axis_labels: dict[str, str] | None = None, ncols: int = 2):
+    """One panel per 2-objective space: quality (first objective) on y against energy on x, optimal
+    points blue and dominated red, the front's hypervolume shaded and printed.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    axis_labels = axis_labels or {}
+    nrows = -(-len(spaces) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, (space, objectives) in zip(axes.flat, spaces.items()):
+        if len(objectives) != 2:
+            raise ValueError(f"plot_pareto_spaces: space {space!r} has {len(objectives)} objectives; expected 2")
+        q, e = objectives
+        t = pareto_table(df, [q, e], label)
+        ref = reference_point(t[[e, q]].to_numpy(dtype=float), margin)
+        plot_front(ax, t, x=e, y=q, label=label, hv_reference=ref)
+        nhv = normalized_hypervolume(t[[e, q]].to_numpy(dtype=float), ref)
+        ax.text(0.02, 0.03, f"normalised hypervolume {nhv:.3f}", transform=ax.transAxes, fontsize=8, color="tab:blue",
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        ax.set_xlabel(axis_labels.get(e, e))
+        ax.set_ylabel(axis_labels.get(q, q))
+        dominated = ", ".join(t.loc[~t["pareto_optimal"], label].astype(str)) or "none"
+        ax.set_title(f"{space}: dominated = {dominated}", fontsize=10)
+    for ax in list(axes.flat)[len(spaces):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.08), fontsize=8)
+    fig.tight_layout()
+    return fig

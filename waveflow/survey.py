@@ -119,3 +119,8 @@ def plot_counts(ax, counts: pd.DataFrame) -> None:
     split = int((counts["group"] == QUALITY).sum()) - 0.5
     ax.axvline(split, color="grey", lw=0.8, ls="--")
     ax.set_ylabel(f"papers reporting it (of {int(counts['n_surveyed'].iloc[0])})")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=GROUP_COLORS[QUALITY], label="quality of the samples"),
+                       Patch(color=GROUP_COLORS[COMPLEXITY], label="complexity / performance")],
+              loc="upper center", fontsize=8)

@@ -1,0 +1,109 @@
+"""The papermill pipeline (reproduce) and the notebook-source check, on tiny temporary notebooks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from waveflow.cli import main
+from waveflow.pipeline import (NOTEBOOKS, NotebookFailed, check_notebook, load_profile, parameters_for, reproduce,
+                               select_notebooks)
+
+
+def make_notebook(path: Path, params: str, *body: str) -> Path:
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, *(new_code_cell(b) for b in body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_notebook(nbs / "01_ok.ipynb", "N = 1\nDATA = ''", "assert N == 3, N\nprint('DATA=' + DATA)")
+    make_notebook(nbs / "02_other.ipynb", "M = 0", "print(M)")
+    (tmp_path / "p.yaml").write_text("shared:\n  M: 5\n01_ok:\n  N: 3\n  TYPO: 1\n99_missing:\n  X: 1\n")
+    return tmp_path
+
+
+def test_parameters_only_declared_ones(project):
+    prof = load_profile(project / "p.yaml")
+    params, ignored = parameters_for(project / "notebooks" / "01_ok.ipynb", prof, {"DATA": "/d"})
+    assert params == {"N": 3, "DATA": "/d"} and ignored == ["TYPO"]
+    params, ignored = parameters_for(project / "notebooks" / "02_other.ipynb", prof, {"DATA": "/d"})
+    assert params == {"M": 5} and ignored == []
+
+
+def test_reproduce_runs_injects_and_renders(project):
+    out = project / "build"
+    lines = []
+    with pytest.warns(UserWarning) as record:
+        runs = reproduce(project / "p.yaml", data=str(project), only=["01"], notebooks_dir=project / "notebooks",
+                         output_dir=out, progress_bar=False, log=lines.append)
+    messages = " ".join(str(w.message) for w in record)
+    assert "'TYPO'" in messages and "'99_missing'" in messages
+    assert [r.source.name for r in runs] == ["01_ok.ipynb"] and runs[0].html.exists()
+    executed = json.loads((out / "01_ok.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "N = 3" in "".join(injected[0]["source"]) and "TYPO" not in "".join(injected[0]["source"])
+    assert f"DATA={project}" in "".join(executed["cells"][-1]["outputs"][0]["text"])
+    assert any("done in" in line for line in lines)
+
+
+def test_failing_notebook_stops_the_run_and_is_named(project, capsys):
+    # No profile entry for 01 -> N stays 1 -> its assert fails; 02 must not run.
+    (project / "empty.yaml").write_text("{}\n")
+    out = project / "build"
+    with pytest.raises(NotebookFailed, match="01_ok.ipynb"):
+        reproduce(project / "empty.yaml", notebooks_dir=project / "notebooks", output_dir=out, progress_bar=False,
+                  html=False, log=lambda *_: None)
+    assert not (out / "02_other.ipynb").exists()
+    code = main(["reproduce", "--profile", str(project / "empty.yaml"), "--notebooks", str(project / "notebooks"),
+                 "--output", str(out), "--no-progress", "--no-html", "--only", "01"])
+    assert code == 1 and "notebook 01_ok.ipynb failed" in capsys.readouterr().err
+
+
+def test_select_and_unknown_profile(project):
+    nbs = project / "notebooks"
+    assert [p.name for p in select_notebooks(nbs)] == ["01_ok.ipynb", "02_other.ipynb"]
+    assert [p.name for p in select_notebooks(nbs, ["2"])] == ["02_other.ipynb"]
+    assert [p.name for p in select_notebooks(nbs, ["01_ok,02"])] == ["01_ok.ipynb", "02_other.ipynb"]
+    with pytest.raises(ValueError, match="no notebook matches"):
+        select_notebooks(nbs, ["07"])
+    with pytest.raises(FileNotFoundError, match="expected one of"):
+        load_profile("nope", params_dir=project)
+
+
+def test_check_notebooks_catches_dirty_sources(project, capsys):
+    path = project / "notebooks" / "01_ok.ipynb"
+    assert check_notebook(path) == []
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="x")]
+    nb.cells[1].execution_count = 3
+    inj = new_code_cell("N = 2")
+    inj.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(1, inj)
+    nb.cells[0].metadata["tags"] = []
+    nbformat.write(nb, path)
+    problems = " | ".join(check_notebook(path))
+    for text in ("has outputs", "execution_count 3", "injected-parameters", "no cell tagged 'parameters'"):
+        assert text in problems
+    assert main(["check-notebooks", str(path)]) == 1
+    assert "01_ok.ipynb" in capsys.readouterr().err
+
+
+def test_repository_notebooks_are_clean_and_profiles_match():
+    assert main(["check-notebooks"]) == 0
+    stems = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
+    for profile in ("quick", "paper"):
+        prof = load_profile(profile)
+        for stem, params in prof.items():
+            if stem == "shared" or stem not in stems:
+                continue
+            assert parameters_for(NOTEBOOKS / f"{stem}.ipynb", prof)[1] == [], (profile, stem)

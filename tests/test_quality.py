@@ -4,13 +4,15 @@ from __future__ import annotations
 import csv
 import math
 
+import librosa
 import numpy as np
 import pytest
 import torch
 
 from conftest import randomise_outputs, tiny_config
 from waveflow import WaveFlow
-from waveflow.audio import HOP_LENGTH, N_MELS, load_wav, log_mel
+from waveflow.audio import HOP_LENGTH, N_MELS, load_wav, log_mel, save_wav
+from waveflow.data import assign_splits
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.quality import (MCD_SCALE, PRED_MOS_COLUMN, PRED_MOS_LABEL, evaluate_model, heldout_nll, log_mel_l1,
                               mcd_from_log_mels, mel_cepstral_distortion, predicted_mos, summarize)
@@ -70,6 +72,14 @@ def test_noise_lowers_the_predicted_mos_of_a_real_clip(clip):
     assert PRED_MOS_COLUMN == "pred_mos_dnsmos_p808" and "not a listening test" in PRED_MOS_LABEL
 
 
+def test_predicted_mos_equals_speechmos_p808():
+    from speechmos import dnsmos
+
+    audio = load_wav(LJSPEECH_MINI / "wavs" / "LJ001-0001.wav")[0][: 198 * HOP_LENGTH]  # 1 window
+    x16 = librosa.resample(audio.numpy(), orig_sr=22050, target_sr=16000)
+    assert predicted_mos(audio) == pytest.approx(float(dnsmos.run(x16, 16000)["p808_mos"]), abs=1e-5)
+
+
 # ------------------------------------------------------------------------------------------
 # likelihood
 @pytest.fixture(scope="module")
@@ -110,14 +120,13 @@ def test_evaluate_model_rows_with_the_reference_synthesis(model, clip):
     assert {r["clip_id"]: r["mcd_db"] for r in rows} == {r["clip_id"]: r["mcd_db"] for r in again}
 
 
-def test_evaluate_model_with_a_perfect_synthesizer_and_mos(model, clip):
-    perfect = {}
+def test_evaluate_model_with_a_perfect_synthesizer_and_mos(model):
+    # 2.30 s: DNSMOS loops it 4 times to 9.2 s, a single 9.01 s window (a 1.9 s clip costs 6)
+    audio = load_wav(LJSPEECH_MINI / "wavs" / "LJ001-0001.wav")[0][: 198 * HOP_LENGTH]
 
     def synth_fn(m, mel, sigma, generator):  # returns the clip the mel came from
-        return perfect["audio"]
+        return audio
 
-    audio = clip[: (clip.shape[0] // HOP_LENGTH) * HOP_LENGTH]
-    perfect["audio"] = audio
     cache: dict[str, float] = {}
     rows = evaluate_model(model, [("c", audio)], synth_fn=synth_fn, reference_mos=cache)
     row = rows[0]
@@ -140,17 +149,24 @@ def test_summary_weights_nll_by_samples_and_averages_the_rest():
 
 # ------------------------------------------------------------------------------------------
 # CLI
-def test_evaluate_cli_writes_clip_and_summary_rows(tmp_path, model):
+def test_evaluate_cli_writes_clip_and_summary_rows(tmp_path, model, clip):
     from waveflow.checkpoint import save_checkpoint
     from waveflow.cli import main
 
+    data = tmp_path / "data"
+    (data / "wavs").mkdir(parents=True)
+    ids = ["A", "B", "C", "D"]  # at the default fractions the fallback gives validation one clip
+    for k, clip_id in enumerate(ids):
+        save_wav(data / "wavs" / f"{clip_id}.wav", clip[k * 4000 : k * 4000 + 6000])
+    (data / "metadata.csv").write_text("".join(f"{i}|t|t\n" for i in ids))
+    validation = [i for i, s in assign_splits(ids).items() if s == "validation"]
     ckpt = save_checkpoint(tmp_path / "tiny.pt", model, None, step=7)
     out = tmp_path / "results.csv"
-    code = main(["evaluate", "--checkpoint", str(ckpt), "--split", "validation", "--sigma", "0.6",
-                 "--out", str(out), "--max-clips", "1", "--no-mos", "--device", "cpu"])
+    code = main(["evaluate", "--checkpoint", str(ckpt), str(ckpt), "--data", str(data), "--split", "validation",
+                 "--sigma", "0.6", "--out", str(out), "--no-mos", "--device", "cpu"])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
-    assert [r["clip_id"] for r in rows] == ["LJ001-0024", "SUMMARY"]
+    assert [r["clip_id"] for r in rows] == validation + ["SUMMARY"] + validation + ["SUMMARY"]
     assert rows[1]["step"] == "7" and rows[1]["sigma"] == "0.6" and rows[1]["n_height"] == "8"
     assert float(rows[0]["nll_nats_per_sample"]) == pytest.approx(float(rows[1]["nll_nats_per_sample"]))
 

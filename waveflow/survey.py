@@ -1,8 +1,7 @@
 """Our survey of evaluation measures in generative audio papers (the data behind Figure 1).
 
-The paper's Fig. 1 counts, over 25 papers, how often each evaluation measure is reported: quality
-measures (red, left) far outnumber complexity/performance measures (green, right), and energy is never
-reported. The authors did not publish their list, so ``data/survey/papers.csv`` is our own checked
+The paper's Fig. 1 counts, over 25 papers, how often each evaluation measure is reported, quality
+measures (red, left) next to complexity/performance measures (green, right): energy is never reported. The authors did not publish their list, so ``data/survey/papers.csv`` is our own checked
 survey of 30 papers (see ``data/survey/papers.md``); this module loads it and makes the counts.
 """
 from __future__ import annotations
@@ -116,6 +115,7 @@ def plot_counts(ax, counts: pd.DataFrame) -> None:
         ax.annotate(str(n), (i, n), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8)
     ax.set_xticks(list(x))
     ax.set_xticklabels(counts["label"], rotation=45, ha="right")
+    ax.set_ylim(0, max(1, int(counts["n_papers"].max())) * 1.15)
     split = int((counts["group"] == QUALITY).sum()) - 0.5
     ax.axvline(split, color="grey", lw=0.8, ls="--")
     ax.set_ylabel(f"papers reporting it (of {int(counts['n_surveyed'].iloc[0])})")

@@ -61,7 +61,8 @@ class TrainConfig:
         seed: seed of initialisation, batches and crops.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA when available).
         val_every: steps between validation NLL evaluations (0: only at the end).
-        val_clips: validation clips evaluated (the first ones of the split, in metadata order).
+        val_clips: validation clips evaluated (the first ones of the split, in metadata order);
+            0 skips validation altogether (e.g. while metering the training steps alone).
         val_samples: each validation clip is cut to its first ``val_samples`` samples (a multiple
             of the hop) to bound the cost on CPUs; 0 evaluates whole clips.
         checkpoint_every: steps between periodic checkpoints kept as ``step_NNNNNNN.pt`` (0: none);
@@ -297,9 +298,10 @@ def train(
         bar.set_postfix(loss=f"{loss_value:.3f}", samples_s=f"{audio.numel() / dt:,.0f}")
         bar.update(1)
         if (config.val_every and step % config.val_every == 0) or step == config.steps:
-            val = validation_nll(model, val_set, config.val_clips, config.val_samples)
-            append_metrics(metrics_path, {"kind": "validation", "step": step, "val_nll": val,
-                                          "val_bits": val / LN2, "wall": time.perf_counter() - start_time})
+            if config.val_clips:
+                val = validation_nll(model, val_set, config.val_clips, config.val_samples)
+                append_metrics(metrics_path, {"kind": "validation", "step": step, "val_nll": val,
+                                              "val_bits": val / LN2, "wall": time.perf_counter() - start_time})
             checkpoint(last)
         if config.checkpoint_every and step % config.checkpoint_every == 0:
             checkpoint(ckpt_dir / f"step_{step:07d}.pt")

@@ -1,0 +1,257 @@
+"""The paper's two energy measurements, E_train and E_gen, for any WaveFlow configuration.
+
+``measure_training`` trains a configuration for a few steps under our :class:`EnergyMeter` and,
+as the paper did, under Carbontracker epoch by epoch; it reports energy per step and per training
+example and extrapolates them to the paper's schedule (batch 8, 16,000-sample segments; 3 M steps
+for r = 64 and 96, 2 M for 128, 1 M for 256). ``measure_inference`` times and meters the fast
+synthesis of a set of mel spectrograms and reports E_gen, the energy to generate 100 s of
+22.05 kHz audio, with FLOPs per audio second and energy per GFLOP. ``batch_sweep`` finds the
+synthesis batch size with the lowest energy per audio second on this machine.
+
+Every energy number carries its method (``measured:...`` or ``estimated:...`` from the meter) and,
+when it was scaled beyond what was run, the word ``extrapolated``; notebooks 03-05 print these
+labels next to the numbers.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+
+from .audio import HOP_LENGTH, SAMPLE_RATE
+from .carbontracking import CarbontrackerSession
+from .checkpoint import load_checkpoint
+from .config import PAPER, WaveFlowConfig
+from .energy import EnergyMeter, EnergyRecord
+from .flops import count as count_flops
+from .model import WaveFlow
+from .synthesis import FastSynthesizer
+from .train import TrainConfig, train
+
+PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
+PAPER_SEGMENT = 16_000  # samples per training crop
+#: Steps of the paper's training schedule by residual channels r (Section 5.1 of Douwes et al.).
+PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
+E_GEN_SECONDS = 100.0  # E_gen is the energy to generate 100 s of audio
+
+
+def energy_label(record: EnergyRecord) -> str:
+    """``"measured:rapl + estimated:tdp×utilisation"``-style summary of how a record was obtained."""
+    methods = sorted({c.method for c in record.components if c.joules == c.joules})
+    return " + ".join(methods) if methods else "none"
+
+
+def hardware_label(record: EnergyRecord) -> str:
+    """The devices behind a record, e.g. ``"1 x NVIDIA TITAN V; AMD EPYC 7232P"``."""
+    gpus = [c.device for c in record.components if c.kind == "gpu"]
+    parts = [f"{len(gpus)} x {gpus[0]}"] if gpus else []
+    return "; ".join(parts + [record.cpu_device]) if record.cpu_device else "; ".join(parts)
+
+
+def paper_steps(config: WaveFlowConfig) -> int:
+    """Training steps of the paper's schedule for this r (ValueError for an r it did not train)."""
+    if config.res_channels not in PAPER_STEPS:
+        raise ValueError(f"paper_steps: r={config.res_channels} has no paper schedule; expected one of {sorted(PAPER_STEPS)}")
+    return PAPER_STEPS[config.res_channels]
+
+
+# ----------------------------------------------------------------------------------------------
+# E_train
+def measure_training(
+    name: str,
+    config: WaveFlowConfig,
+    out: str | Path,
+    *,
+    steps: int,
+    batch_size: int,
+    segment: int,
+    data: str | Path,
+    epochs: int = 2,
+    warmup_steps: int = 1,
+    intensity: str | None = None,
+    pue: str | float | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    carbontracker: bool = True,
+    ct_update_interval: float = 1.0,
+    schedule_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` for ``steps`` measured steps and return one tidy row of results.
+
+    ``warmup_steps`` run first, unmeasured (first-step allocation and kernel selection are not
+    representative); the measured steps then resume from that checkpoint, split into ``epochs``
+    Carbontracker epochs. Energy per training example is the metered energy divided by
+    ``steps x batch_size``; per audio sample it is further divided by ``segment``. The
+    extrapolation to the paper scales energy per audio sample to ``schedule_steps`` (default the
+    paper's for this r) x 8 x 16,000 samples, i.e. it assumes cost proportional to audio
+    processed, which holds for this fully convolutional model.
+    """
+    if steps < epochs or epochs < 1:
+        raise ValueError(f"measure_training: steps={steps} and epochs={epochs}; expected 1 <= epochs <= steps")
+    run = TrainConfig(model=config, data=str(data), out=str(out), steps=warmup_steps, batch_size=batch_size,
+                      segment=segment, seed=seed, device=device, val_every=0, val_clips=0, name=name)
+    if warmup_steps:
+        train(run, progress=False)
+    run.steps = warmup_steps + steps
+    per_epoch = [steps // epochs + (1 if i < steps % epochs else 0) for i in range(epochs)]
+    boundaries = {warmup_steps + sum(per_epoch[: i + 1]) for i in range(epochs)}
+    with EnergyMeter(f"train {name}", intensity=intensity, pue=pue) as meter:
+        session = CarbontrackerSession(epochs, log_dir=Path(out) / "carbontracker", intensity=intensity, pue=pue,
+                                       meter=meter, update_interval=ct_update_interval) if carbontracker else None
+
+        def on_step(step: int, loss: float) -> None:
+            if step in boundaries and session is not None:
+                session.epoch_end()
+                if step < run.steps:
+                    session.epoch_start()
+
+        if session is not None:
+            session.epoch_start()
+        result = train(run, resume=bool(warmup_steps), on_step=on_step, progress=False)
+        ct = session.stop() if session is not None else None
+    record = meter.record
+    examples = steps * batch_size
+    audio_samples = examples * segment
+    sched = schedule_steps if schedule_steps is not None else paper_steps(config)
+    j_per_sample = record.energy_j_pue / audio_samples
+    paper_row = PAPER.get(name)
+    row = {
+        "config": name, "h": config.n_height, "r": config.res_channels,
+        "params": WaveFlow(config).num_parameters() if paper_row is None else None,
+        "steps": steps, "batch_size": batch_size, "segment": segment, "wall_s": record.wall_s,
+        "energy_j": record.energy_j, "pue": record.pue, "energy_j_pue": record.energy_j_pue,
+        "energy_method": energy_label(record), "hardware": hardware_label(record),
+        "cpu_tdp_w": record.cpu_tdp_w, "cpu_utilisation": record.cpu_utilisation,
+        "j_per_step": record.energy_j_pue / steps, "j_per_example": record.energy_j_pue / examples,
+        "j_per_audio_sample": j_per_sample,
+        "final_loss": result.final_train_loss, "val_nll_nats": result.final_val_nll,
+        "checkpoint": str(result.last_checkpoint),
+        "schedule_steps": sched,
+        "e_train_kwh_extrapolated": j_per_sample * sched * PAPER_BATCH * PAPER_SEGMENT / 3.6e6,
+        "e_train_label": f"extrapolated from {steps} steps ({energy_label(record)})",
+        "intensity_g_per_kwh": record.intensity_g_per_kwh, "intensity_code": record.intensity_code,
+        "notes": " | ".join(record.notes),
+    }
+    if row["params"] is None:
+        row["params"] = WaveFlow(config).num_parameters()
+    if ct is not None:
+        row.update(ct_energy_kwh=ct.energy_kwh, ct_extrapolated_kwh=ct.extrapolated_kwh, ct_method=ct.method,
+                   ct_e_train_kwh_extrapolated=ct.energy_j / audio_samples * sched * PAPER_BATCH * PAPER_SEGMENT / 3.6e6,
+                   ct_notes=" | ".join(ct.notes))
+    return row
+
+
+# ----------------------------------------------------------------------------------------------
+# E_gen
+def crop_mels(clips: Iterable[torch.Tensor], seconds: float) -> list[torch.Tensor]:
+    """Log-mels of the first ``seconds`` of each clip that is long enough (frames = samples // hop + 1)."""
+    from .audio import log_mel
+
+    samples = HOP_LENGTH * max(1, round(seconds * SAMPLE_RATE / HOP_LENGTH))
+    return [log_mel(c[:samples]) for c in clips if c.shape[-1] >= samples]
+
+
+def _synthesize_all(synth: FastSynthesizer, mels: list[torch.Tensor], batch_size: int, seed: int, device: torch.device) -> float:
+    """Synthesise every mel in batches of equal length; returns seconds of audio produced."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    produced = 0
+    for start in range(0, len(mels), batch_size):
+        batch = torch.stack(mels[start : start + batch_size]).to(device)
+        audio = synth(batch, generator=generator)
+        produced += audio.numel()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return produced / SAMPLE_RATE
+
+
+def measure_inference(
+    name: str,
+    model: WaveFlow | str | Path,
+    mels: list[torch.Tensor],
+    *,
+    batch_size: int = 1,
+    intensity: str | None = None,
+    pue: str | float | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    warmup: bool = True,
+) -> dict[str, Any]:
+    """Meter the fast synthesis of ``mels`` (equal lengths) and return one tidy row.
+
+    E_gen is reported for 100 s of audio: measured directly when exactly 100 s were generated,
+    otherwise scaled linearly from the audio generated and labelled ``extrapolated``.
+    """
+    if not mels:
+        raise ValueError("measure_inference: no mels given; expected at least one (n_mels, frames) tensor")
+    if len({m.shape for m in mels}) != 1:
+        raise ValueError(f"measure_inference: mels must share one shape to batch, got {sorted({tuple(m.shape) for m in mels})}")
+    dev = torch.device(device)
+    if not isinstance(model, WaveFlow):
+        model, _ = load_checkpoint(model, device=dev)
+    model = model.to(dev).eval()
+    synth = FastSynthesizer(model)
+    if warmup:  # one short unmeasured call: allocator and kernel selection
+        synth(mels[0][:, : min(mels[0].shape[-1], 3)].unsqueeze(0).to(dev))
+    with EnergyMeter(f"synthesize {name}", intensity=intensity, pue=pue) as meter:
+        seconds = _synthesize_all(synth, mels, batch_size, seed, dev)
+    record = meter.record
+    flops_per_s = count_flops(model.config, "synthesis", name).flops_per_audio_second
+    flops = flops_per_s * seconds
+    exact = math.isclose(seconds, E_GEN_SECONDS, rel_tol=1e-3)
+    return {
+        "config": name, "h": model.config.n_height, "r": model.config.res_channels,
+        "clips": len(mels), "batch_size": batch_size, "audio_s": seconds, "wall_s": record.wall_s,
+        "rtf": record.wall_s / seconds, "energy_j": record.energy_j, "pue": record.pue,
+        "energy_j_pue": record.energy_j_pue, "energy_method": energy_label(record),
+        "hardware": hardware_label(record), "j_per_audio_s": record.energy_j_pue / seconds,
+        "e_gen_wh": record.energy_j_pue / seconds * E_GEN_SECONDS / 3600.0,
+        "e_gen_label": ("measured" if exact else f"extrapolated from {seconds:.2f} s") + f" ({energy_label(record)})",
+        "gflops_per_audio_s": flops_per_s / 1e9, "achieved_gflops": flops / 1e9 / record.wall_s,
+        "j_per_gflop": record.energy_j_pue / (flops / 1e9), "notes": " | ".join(record.notes),
+    }
+
+
+def batch_sweep(
+    name: str,
+    model: WaveFlow,
+    mel: torch.Tensor,
+    n_clips: int,
+    batch_sizes: Iterable[int],
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Energy per audio second of synthesising ``n_clips`` copies of ``mel`` at each batch size.
+
+    The same total audio is generated at every batch size, so the rows compare directly; the
+    ``optimal`` column marks the lowest energy per audio second measured in this sweep.
+    """
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"batch_sweep: batch sizes {sizes}; expected positive integers")
+    rows = []
+    for b in sizes:
+        row = measure_inference(name, model, [mel] * n_clips, batch_size=b, **kwargs)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["optimal"] = table["j_per_audio_s"] == table["j_per_audio_s"].min()
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+def measured_summary(training: pd.DataFrame, inference: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """One row per config joining our E_train, E_gen and quality measures, ready for Pareto analysis.
+
+    ``one_minus_pct_pred_mos = 1 - predicted MOS / 5`` mirrors the paper's ``1 - %MOS`` axis, but
+    from DNSMOS P.808 predictions, not a listening test.
+    """
+    t = training[["config", "params", "e_train_kwh_extrapolated", "e_train_label"]].rename(
+        columns={"e_train_kwh_extrapolated": "e_train_kwh"})
+    g = inference[["config", "e_gen_wh", "e_gen_label"]]
+    q = quality[["config", "nll_nats_per_sample", "nll_bits_per_sample", "pred_mos"]]
+    out = t.merge(g, on="config").merge(q, on="config")
+    out["one_minus_pct_pred_mos"] = 1.0 - out["pred_mos"] / 5.0
+    return out

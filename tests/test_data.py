@@ -145,10 +145,11 @@ def test_full_clips_are_cropped_to_a_hop_multiple():
 def bad_folder(tmp_path) -> Path:
     root = make_folder(tmp_path / "bad", {f"OK-{i}": tone(3000, i) for i in range(3)}, extra_lines=(
         "MISSING|no wav|no wav", "EMPTY|x|x", "TRUNC|x|x", "RATE16K|x|x", "STEREO|x|x", "NAN|x|x",
-        "BADCOLS|only two|but|four columns", "|empty id|empty id",
+        "BADCOLS|only two|but|four columns", "|empty id|empty id", "GARBAGE|x|x",
     ))
     wavs = root / "wavs"
     (wavs / "EMPTY.wav").write_bytes(b"")
+    (wavs / "GARBAGE.wav").write_bytes(b"this is not audio at all " * 40)
     real = REAL.read_bytes()
     (wavs / "TRUNC.wav").write_bytes(real[: len(real) - 20_000])  # header intact, data cut short
     sf.write(wavs / "RATE16K.wav", tone(8000, 7), 16_000, subtype="PCM_16")
@@ -167,7 +168,7 @@ def test_one_error_lists_every_bad_file_with_its_problem(bad_folder):
     lines = str(info.value).splitlines()[1:]
     expected = {
         "wavs/MISSING.wav": "missing", "wavs/EMPTY.wav": "empty file", "wavs/TRUNC.wav": "truncated",
-        "wavs/NAN.wav": "non-finite", "metadata.csv:10": "4 column", "metadata.csv:11": "empty clip id",
+        "wavs/NAN.wav": "non-finite", "wavs/GARBAGE.wav": "unreadable", "metadata.csv:10": "4 column", "metadata.csv:11": "empty clip id",
     }
     assert len(lines) == len(expected)
     for where, what in expected.items():
@@ -186,7 +187,7 @@ def test_strict_rejects_wrong_rate_and_channel_count_in_the_same_error(bad_folde
     assert "wavs/RATE16K.wav: sample rate 16000 Hz; expected 22050 Hz" in text
     assert "wavs/STEREO.wav: 2 channels; expected mono" in text
     assert "wavs/TRUNC.wav" in text and "wavs/MISSING.wav" in text
-    assert len(text.splitlines()) == 1 + 8
+    assert len(text.splitlines()) == 1 + 9
 
 
 def test_loading_a_dataset_validates_it(bad_folder):

@@ -181,12 +181,19 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 def run_reproduce(args: argparse.Namespace) -> int:
     """``python -m waveflow reproduce``: exit 1 naming the failing notebook."""
     start = time.perf_counter()
-    try:
-        runs = reproduce(args.profile, data=args.data, only=args.only, notebooks_dir=Path(args.notebooks), output_dir=Path(args.output),
-                         progress_bar=not args.no_progress, html=not args.no_html)
-    except NotebookFailed as exc:
-        print(f"python -m waveflow reproduce: error: {exc}", file=sys.stderr)
-        return 1
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"python -m waveflow reproduce: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = one_line  # restored when the block exits
+        try:
+            runs = reproduce(args.profile, data=args.data, only=args.only, notebooks_dir=Path(args.notebooks),
+                             output_dir=Path(args.output), progress_bar=not args.no_progress, html=not args.no_html)
+        except NotebookFailed as exc:
+            print(f"python -m waveflow reproduce: error: {exc}", file=sys.stderr)
+            return 1
     print(f"{len(runs)} notebook(s) in {time.perf_counter() - start:.1f} s; executed copies in {args.output}")
     return 0
 

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from . import energy_readers as er
-from .energy import DEFAULT_LOG, EnergyMeter, EnergyRecord, append_record
+from .energy import EnergyMeter
+from .energy_log import DEFAULT_LOG, EnergyRecord, append_record
 
 
 def summary(record: EnergyRecord) -> str:
@@ -102,16 +103,31 @@ def run(args: argparse.Namespace) -> int:
 # overhead benchmark
 @dataclass(frozen=True)
 class Overhead:
-    """Medians of interleaved repetitions of the same work without and with a running meter."""
+    """Medians of interleaved repetitions of the same work without and with a running meter.
+
+    ``relative`` is the perturbation of the work while the meter runs (the target is <= 1 %),
+    ``relative_min`` the same from the fastest repetitions (less sensitive to other load on a
+    shared machine), ``sampler_cpu_share`` the CPU time of the sampling thread per wall second
+    (an upper bound of what it can take from the work), ``fixed_s`` the one-off cost of
+    ``start()`` + ``stop()`` per measured block, outside the work.
+    """
 
     plain_s: float
     metered_s: float
+    plain_min_s: float
+    metered_min_s: float
+    fixed_s: float
+    sampler_cpu_share: float
     repeats: int
     polling: bool  # whether the meter ran its sampling thread
 
     @property
     def relative(self) -> float:
         return self.metered_s / self.plain_s - 1.0
+
+    @property
+    def relative_min(self) -> float:
+        return self.metered_min_s / self.plain_min_s - 1.0
 
 
 class _ConstantPowerNvml:
@@ -138,7 +154,8 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
 
     Each repetition is ~``work_s`` of forward/backward/SGD steps of a small conv net; repetitions
     with and without the meter alternate (and alternate which goes first) so drift hits both,
-    and the medians are compared. The metered time includes ``start()`` and ``stop()``.
+    and the medians are compared. The work is timed between ``start()`` and ``stop()``, whose
+    own cost is reported apart as ``fixed_s``.
 
     Args:
         repeats: pairs of repetitions (default 7).
@@ -173,13 +190,16 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
         for _ in range(n_steps):
             step()
 
-    def metered() -> float:
-        meter = EnergyMeter("overhead", pue=1.0, cpu_tdp_w=100.0, poll_hz=poll_hz, nvml=_ConstantPowerNvml() if simulate_polling else None)
+    def metered() -> tuple[float, float, float]:
+        meter = EnergyMeter("overhead", pue=1.0, cpu_tdp_w=100.0, poll_hz=poll_hz,
+                            nvml=_ConstantPowerNvml() if simulate_polling else None)
         t0 = time.perf_counter()
         meter.start()
+        t1 = time.perf_counter()
         work()
+        t2 = time.perf_counter()
         meter.stop()
-        return time.perf_counter() - t0
+        return t2 - t1, (t1 - t0) + (time.perf_counter() - t2), meter.poll_cpu_s / (t2 - t1)
 
     def plain() -> float:
         t0 = time.perf_counter()
@@ -193,5 +213,8 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
             metered_times.append(metered()); plain_times.append(plain())  # noqa: E702
         else:
             plain_times.append(plain()); metered_times.append(metered())  # noqa: E702
-    return Overhead(statistics.median(plain_times), statistics.median(metered_times), repeats, simulate_polling)
+    work_times = [m[0] for m in metered_times]
+    return Overhead(statistics.median(plain_times), statistics.median(work_times), min(plain_times), min(work_times),
+                    statistics.median(m[1] for m in metered_times), statistics.median(m[2] for m in metered_times),
+                    repeats, simulate_polling)
 

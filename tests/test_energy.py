@@ -172,7 +172,7 @@ def test_nvml_power_polling_when_counter_not_supported():
     (gpu,) = rec.components
     assert gpu.method == er.METHOD_NVML_POWER and gpu.device == "gpu:0 TITAN X (Pascal)"
     assert gpu.joules == pytest.approx(250.0 * rec.wall_s, rel=0.05)
-    assert nvml.power_calls >= 5  # ~20 Hz for 0.3 s, not just the two end points
+    assert nvml.power_calls >= 4  # ~20 Hz for 0.3 s (6 calls), not just the two end points
     assert any("no NVML energy counter" in n for n in rec.notes)
     assert not any(t.name == "EnergyMeterPoll" for t in threading.enumerate())
 

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             pass  # a preset name
     command = shlex.join(cmd)
-    meter = EnergyMeter(args.label or command, intensity=args.intensity, pue=pue, cpu_tdp_w=args.cpu_tdp,
+    short = " ".join(command.split())
+    label = args.label or (short if len(short) <= 80 else short[:77] + "...")
+    meter = EnergyMeter(label, intensity=args.intensity, pue=pue, cpu_tdp_w=args.cpu_tdp,
                         cpu_seconds=functools.partial(er.process_tree_cpu_seconds, include_self=False))
     meter.start()
     try:

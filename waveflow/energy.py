@@ -115,7 +115,8 @@ class EnergyMeter:
                 if not readers:
                     self.notes.append("NVML found no GPU")
             except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
-                self.notes.append(f"GPU not measured: NVML unavailable ({type(exc).__name__}: {exc})".rstrip(": )") + ")")
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.notes.append(f"GPU not measured: NVML unavailable ({why})")
         self.tdp: er.CpuTdp | None = None
         if not self.cpu:
             return
@@ -129,6 +130,8 @@ class EnergyMeter:
         self.readers += rapl
         if not any(r.kind == "cpu" for r in rapl):
             self.readers.append(self._cpu_estimate())
+        elif self.cpu_tdp_w is not None:
+            self.notes.append(f"cpu_tdp_w={self.cpu_tdp_w:g} unused: the CPU package is measured by RAPL")
 
     def _cpu_estimate(self) -> er.CpuUtilisationEstimate:
         brand = er.cpu_brand()

@@ -332,8 +332,9 @@ def cpu_brand() -> str:
         return "unknown CPU"
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_topology() -> tuple[int, int, bool]:
-    """``(logical CPUs, packages, under a hypervisor)`` from ``/proc/cpuinfo`` / ``os``."""
+    """``(logical CPUs, packages, under a hypervisor)`` from ``/proc/cpuinfo`` / ``os`` (cached)."""
     logical = os.cpu_count() or 1
     packages, hypervisor = set(), False
     try:

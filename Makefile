@@ -25,14 +25,17 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## Create or refresh the virtual environment (.venv)
 
-test: $(STAMP) ## Unit tests, then every notebook under nbval (target: <= 10 min on 2 CPU cores)
+test: $(STAMP) ## Unit tests, then every notebook under nbval at its defaults (<= 10 min on 2 CPU cores)
 	$(PY) -m pytest -q tests
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/; \
-	else echo "no notebooks yet"; fi
+	WAVEFLOW_FIGURES=$(CURDIR)/build/test-outputs/figures WAVEFLOW_RESULTS=$(CURDIR)/build/test-outputs/results \
+	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
 
 test-unit: $(STAMP) ## Unit tests only
 	$(PY) -m pytest -q tests
+
+test-notebooks: $(STAMP) ## Notebooks only, under nbval (outputs go to build/test-outputs/)
+	WAVEFLOW_FIGURES=$(CURDIR)/build/test-outputs/figures WAVEFLOW_RESULTS=$(CURDIR)/build/test-outputs/results \
+	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
 
 reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|paper, DATA=LJSpeech folder)
 	$(PY) -m waveflow reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")

@@ -31,7 +31,7 @@ from .energy import EnergyMeter, EnergyRecord
 from .flops import count as count_flops
 from .model import WaveFlow
 from .synthesis import FastSynthesizer
-from .train import TrainConfig, train
+from .train import TrainConfig, resolve_device, train
 
 PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
 PAPER_SEGMENT = 16_000  # samples per training crop
@@ -139,6 +139,9 @@ def measure_training(
     }
     if row["params"] is None:
         row["params"] = WaveFlow(config).num_parameters()
+    if ct is None and session is not None:
+        row.update(ct_energy_kwh=math.nan, ct_extrapolated_kwh=math.nan, ct_e_train_kwh_extrapolated=math.nan,
+                   ct_method="Carbontracker failed (see ct_notes)", ct_notes=" | ".join(session.notes))
     if ct is not None:
         row.update(ct_energy_kwh=ct.energy_kwh, ct_extrapolated_kwh=ct.extrapolated_kwh, ct_method=ct.method,
                    ct_e_train_kwh_extrapolated=ct.energy_j / audio_samples * sched * PAPER_BATCH * PAPER_SEGMENT / 3.6e6,
@@ -146,14 +149,46 @@ def measure_training(
     return row
 
 
+def rescale_schedule(table: pd.DataFrame, model: str, from_steps: int, to_steps: int,
+                     column: str = "e_train_kwh", key: str = "model") -> pd.DataFrame:
+    """Copy of a results table with one model's training energy scaled to another step count.
+
+    Training energy is proportional to steps at a fixed batch and segment, so this answers "what
+    if this model had been trained for ``to_steps``" without retraining.
+    """
+    if from_steps <= 0 or to_steps <= 0:
+        raise ValueError(f"rescale_schedule: steps must be positive, got {from_steps} -> {to_steps}")
+    if model not in set(table[key]):
+        raise ValueError(f"rescale_schedule: {model!r} not in column {key!r}; expected one of {sorted(table[key])}")
+    out = table.copy()
+    out.loc[out[key] == model, column] = out.loc[out[key] == model, column] * to_steps / from_steps
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # E_gen
-def crop_mels(clips: Iterable[torch.Tensor], seconds: float) -> list[torch.Tensor]:
-    """Log-mels of the first ``seconds`` of each clip that is long enough (frames = samples // hop + 1)."""
+def energy_mels(clips: Iterable[torch.Tensor], n_clips: int, seconds: float) -> list[torch.Tensor]:
+    """``n_clips`` log-mels of exactly ``seconds`` of audio each, for energy measurements.
+
+    Takes the longest clips first; a clip shorter than ``seconds`` is repeated end to end to reach
+    the length (synthesis cost depends on the length, not on the content), so the paper's
+    10 x 10 s works even on folders whose clips are all under 10 s. The length is rounded to
+    whole hops: ``frames = round(seconds * 22050 / 256) + 1``.
+    """
     from .audio import log_mel
 
-    samples = HOP_LENGTH * max(1, round(seconds * SAMPLE_RATE / HOP_LENGTH))
-    return [log_mel(c[:samples]) for c in clips if c.shape[-1] >= samples]
+    if n_clips < 1 or not seconds > 0:
+        raise ValueError(f"energy_mels: n_clips={n_clips}, seconds={seconds}; expected >= 1 clip of > 0 s")
+    samples = HOP_LENGTH * max(3, round(seconds * SAMPLE_RATE / HOP_LENGTH))
+    pool = sorted(clips, key=lambda c: -c.shape[-1])
+    if not pool:
+        raise ValueError("energy_mels: no clips given")
+    mels = []
+    for i in range(n_clips):
+        clip = pool[i % len(pool)]
+        reps = -(-samples // clip.shape[-1])
+        mels.append(log_mel(clip.repeat(reps)[:samples]))
+    return mels
 
 
 def _synthesize_all(synth: FastSynthesizer, mels: list[torch.Tensor], batch_size: int, seed: int, device: torch.device) -> float:
@@ -190,7 +225,7 @@ def measure_inference(
         raise ValueError("measure_inference: no mels given; expected at least one (n_mels, frames) tensor")
     if len({m.shape for m in mels}) != 1:
         raise ValueError(f"measure_inference: mels must share one shape to batch, got {sorted({tuple(m.shape) for m in mels})}")
-    dev = torch.device(device)
+    dev = resolve_device(str(device))
     if not isinstance(model, WaveFlow):
         model, _ = load_checkpoint(model, device=dev)
     model = model.to(dev).eval()
@@ -242,16 +277,41 @@ def batch_sweep(
 
 
 # ----------------------------------------------------------------------------------------------
-def measured_summary(training: pd.DataFrame, inference: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
-    """One row per config joining our E_train, E_gen and quality measures, ready for Pareto analysis.
+def measure_quality(name: str, model: WaveFlow, clips: Iterable, *, sigma: float = 1.0, seed: int = 0,
+                    mos: bool = True) -> dict[str, Any]:
+    """Quality of one model on held-out clips: NLL, resynthesis distances and predicted MOS.
 
-    ``one_minus_pct_pred_mos = 1 - predicted MOS / 5`` mirrors the paper's ``1 - %MOS`` axis, but
-    from DNSMOS P.808 predictions, not a listening test.
+    Resynthesis uses the fast path; the predicted MOS is DNSMOS P.808 (``quality.PRED_MOS_LABEL``),
+    not a listening test. Returns the summary row of :func:`waveflow.quality.evaluate_model`.
+    """
+    from . import quality
+    from .synthesis import synthesize
+
+    rows = quality.evaluate_model(model, clips, synth_fn=synthesize, sigma=sigma, seed=seed, mos=mos)
+    summary = quality.summarize(rows)
+    return {
+        "config": name, "clips": len(rows), "audio_s": summary["duration_s"],
+        "nll_nats": summary["nll_nats_per_sample"], "nll_bits": summary["nll_bits_per_sample"],
+        "log_mel_l1": summary["log_mel_l1"], "mcd_db": summary["mcd_db"],
+        "pred_mos": summary.get(f"{quality.PRED_MOS_COLUMN}_resynth", math.nan),
+        "pred_mos_original": summary.get(f"{quality.PRED_MOS_COLUMN}_original", math.nan),
+        "pred_mos_label": quality.PRED_MOS_LABEL,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+def measured_summary(training: pd.DataFrame, inference: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """One row per config joining our E_train, E_gen and quality, the input of notebook 05.
+
+    Columns: ``config, params, nll_nats, nll_bits, pred_mos, e_train_kwh, e_train_kwh_kind,
+    e_gen_wh, e_gen_wh_kind``; the ``*_kind`` columns say how each energy was obtained.
+    ``pred_mos`` is DNSMOS P.808's prediction (not a listening test); notebook 05 turns it into
+    ``1 - pred_mos / 5`` to mirror the paper's ``1 - %MOS`` axis.
     """
     t = training[["config", "params", "e_train_kwh_extrapolated", "e_train_label"]].rename(
-        columns={"e_train_kwh_extrapolated": "e_train_kwh"})
-    g = inference[["config", "e_gen_wh", "e_gen_label"]]
-    q = quality[["config", "nll_nats_per_sample", "nll_bits_per_sample", "pred_mos"]]
+        columns={"e_train_kwh_extrapolated": "e_train_kwh", "e_train_label": "e_train_kwh_kind"})
+    g = inference[["config", "e_gen_wh", "e_gen_label"]].rename(columns={"e_gen_label": "e_gen_wh_kind"})
+    q = quality[["config", "nll_nats", "nll_bits", "pred_mos"]]
     out = t.merge(g, on="config").merge(q, on="config")
-    out["one_minus_pct_pred_mos"] = 1.0 - out["pred_mos"] / 5.0
-    return out
+    return out[["config", "params", "nll_nats", "nll_bits", "pred_mos", "e_train_kwh", "e_train_kwh_kind",
+                "e_gen_wh", "e_gen_wh_kind"]]

@@ -32,3 +32,16 @@ def test_figure_05_dominated_points():
 def test_figure_01_counts_no_energy():
     d = _read("01_literature_survey").set_index("measure")
     assert d.loc["energy", "n_papers"] == 0 and d.loc["mos", "n_papers"] == 24
+
+
+def test_table2_parameter_column_equals_the_model_counts():
+    """The paper's Table 2 prints our exact counts truncated to two decimals (M)."""
+    import math
+
+    from waveflow import PAPER_CONFIGS, WaveFlow
+    from waveflow.paths import DATA
+
+    table2 = pd.read_csv(DATA / "paper" / "table2.csv")
+    for row in table2.itertuples():
+        count = WaveFlow(PAPER_CONFIGS[row.model]).num_parameters()
+        assert math.floor(count / 1e4) / 100 == pytest.approx(row.params_millions), row.model

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from . import energy_readers as er
 from .energy import EnergyMeter
@@ -151,7 +152,7 @@ class _ConstantPowerNvml:
 
 
 def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.DEFAULT_POLL_HZ,
-                     simulate_polling: bool = True, seed: int = 0) -> Overhead:
+                     simulate_polling: bool = True, seed: int = 0, step: Callable[[], None] | None = None) -> Overhead:
     """Relative slowdown of a training-like loop while an :class:`EnergyMeter` runs (target <= 1 %).
 
     Each repetition is ~``work_s`` of forward/backward/SGD steps of a small conv net; repetitions
@@ -166,21 +167,24 @@ def measure_overhead(repeats: int = 7, work_s: float = 0.3, poll_hz: float = er.
         simulate_polling: when no GPU needs power polling here, use a stand-in GPU so the
             sampling thread runs anyway (the worst case: default True).
         seed: torch seed.
+        step: one unit of the work to measure (e.g. a WaveFlow training step, as ``make bench``
+            passes); default: a step of a small conv net.
     """
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv1d(1, 32, 9, padding=4), nn.ReLU(), nn.Conv1d(32, 32, 9, padding=4), nn.ReLU(),
-                        nn.Conv1d(32, 1, 9, padding=4))
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-    x = torch.randn(8, 1, 4096)
+    if step is None:
+        net = nn.Sequential(nn.Conv1d(1, 32, 9, padding=4), nn.ReLU(), nn.Conv1d(32, 32, 9, padding=4), nn.ReLU(),
+                            nn.Conv1d(32, 1, 9, padding=4))
+        opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+        x = torch.randn(8, 1, 4096)
 
-    def step() -> None:
-        opt.zero_grad()
-        loss = (net(x) - x).pow(2).mean()
-        loss.backward()
-        opt.step()
+        def step() -> None:
+            opt.zero_grad()
+            loss = (net(x) - x).pow(2).mean()
+            loss.backward()
+            opt.step()
 
     for _ in range(3):
         step()

@@ -48,8 +48,9 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
             color=PAPER_COLOR, label="paper (Carbontracker, 4 × TITAN V)")
     ax2.set_xticks(list(x), training.config)
     ax2.set_yscale("log")
+    ax2.set_ylim(top=ax2.get_ylim()[1] * 10)  # room for the legend above the bars
     ax2.set_ylabel("E_train (kWh)")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -88,8 +89,9 @@ def plot_inference_energy(inference: pd.DataFrame, table2: pd.DataFrame, sweep: 
             color=PAPER_COLOR, label="paper (1 × TITAN V)")
     ax1.set_xticks(x, inference.config)
     ax1.set_yscale("log")
+    ax1.set_ylim(top=ax1.get_ylim()[1] * 10)
     ax1.set_ylabel("E_gen (Wh per 100 s of audio)")
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=8, loc="upper left")
     ax2.bar(x, inference.j_per_gflop, color=OURS_COLOR)
     ax2.set_xticks(x, inference.config)
     ax2.set_ylabel("J per GFLOP (synthesis)")
@@ -103,6 +105,7 @@ def plot_inference_energy(inference: pd.DataFrame, table2: pd.DataFrame, sweep: 
         ax3.set_xscale("log", base=2)
         ax3.set_xlabel(f"synthesis batch size ({sweep.config.iloc[0]})")
         ax3.set_ylabel("J per second of audio")
+        ax3.set_ylim(bottom=0)  # differences are read against zero, not magnified
         ax3.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -94,11 +94,13 @@ class FastSynthesizer(nn.Module):
 
     Args:
         model: a trained WaveFlow (left untouched; weights are copied and folded).
-        cond_budget_bytes: memory allowed for one chunk of precomputed conditioning (default
-            512 MiB); long or batched inputs are processed in row chunks that fit it.
+        cond_budget_bytes: memory for one chunk of precomputed conditioning (default 8 MiB).
+            The fused conditioning of a flow is computed in row chunks of this size: small enough
+            to stay in cache until the layers consume it, which measured ~10 % faster on a 2-core
+            CPU than one flow-sized chunk (hundreds of MB for 10 s of audio).
     """
 
-    def __init__(self, model: WaveFlow, cond_budget_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, model: WaveFlow, cond_budget_bytes: int = 8 * 2**20) -> None:
         super().__init__()
         folded = fold_weight_norm(model).eval()
         self.config = model.config
@@ -160,16 +162,15 @@ class FastSynthesizer(nn.Module):
                 d = layer.dilation_h
                 rows = [hist[a * d] for a in range(layer.kernel_size - 1)] if layer.history else []
                 stacked = torch.cat(rows + [e], dim=1) if rows else e
-                pre = layer.dilated(stacked) + cond[:, j * 2 * r : (j + 1) * 2 * r]
-                gated = torch.tanh(pre[:, :r]) * torch.sigmoid(pre[:, r:])
+                pre = layer.dilated(stacked).add_(cond[:, j * 2 * r : (j + 1) * 2 * r])
+                gated = pre[:, :r].tanh_().mul_(pre[:, r:].sigmoid_())  # in place: no temporaries
                 out = layer.res_skip(gated)
                 if layer.history:
                     hist.append(e)
-                if layer.last:
-                    skip = out if skip is None else skip + out
-                else:
-                    skip = out[:, r:] if skip is None else skip + out[:, r:]
-                    e = e + out[:, :r]
+                part = out if layer.last else out[:, r:]
+                skip = part if skip is None else skip.add_(part)
+                if not layer.last:
+                    e = e + out[:, :r]  # a new tensor: the old e lives on in the history buffers
             params = flow.out(skip)
             x[:, row] = (x[:, row] - params[:, 1]) * torch.exp(-params[:, 0])
         assert n_layers == len(history)

@@ -15,8 +15,6 @@ labels next to the numbers.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 

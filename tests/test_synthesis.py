@@ -73,3 +73,11 @@ def test_synthesize_cli_rejects_bad_inputs(tmp_path, tiny_model, capsys):
     np.save(bad, np.zeros((64, 5), dtype=np.float32))
     assert main(["synthesize", "--checkpoint", str(ckpt), "--mel", str(bad), "--out", str(tmp_path)]) == 2
     assert "expected shape (80, frames)" in capsys.readouterr().err
+
+
+def test_synthesizer_leaves_the_callers_model_trainable(tiny_model):
+    before = [p.requires_grad for p in tiny_model.parameters()]
+    synth = FastSynthesizer(tiny_model)
+    assert all(before) and all(p.requires_grad for p in tiny_model.parameters())
+    own = sum(p.numel() for p in synth.parameters())
+    assert own < 1.5 * tiny_model.num_parameters()  # the reference model is not a submodule

@@ -127,3 +127,22 @@ def test_run_json_records_the_options(tmp_path):
     saved = json.loads((tmp_path / "r" / "run.json").read_text())
     assert saved["model"]["res_channels"] == 8 and saved["batch_size"] == 2
     assert TrainConfig.from_dict(saved).model == TINY
+
+
+def test_resume_with_different_options_is_refused(tmp_path):
+    train(tiny_run(tmp_path / "r", 1), progress=False)
+    with pytest.raises(ValueError, match=r"options differ.*seed: 3 -> 4"):
+        train(tiny_run(tmp_path / "r", 2, seed=4), resume=True, progress=False)
+
+
+def test_metrics_log_survives_a_partial_last_line(tmp_path):
+    from waveflow.train import append_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    append_metrics(path, {"kind": "train", "step": 1, "loss": 1.0})
+    with open(path, "a") as fh:
+        fh.write('{"kind": "train", "step": 2, "lo')  # crash mid-write
+    append_metrics(path, {"kind": "resume", "step": 1})
+    append_metrics(path, {"kind": "train", "step": 2, "loss": 0.5})
+    assert [r["loss"] for r in read_metrics(path)] == [1.0, 0.5]
+    assert read_metrics(path, kind="resume") == [{"kind": "resume", "step": 1}]

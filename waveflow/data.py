@@ -9,8 +9,8 @@ Split rule (fixed; changing it changes every reported number). Each clip id gets
 [0, 1) that depends on the id alone. ``u < test_fraction`` -> test, ``u < test_fraction +
 validation_fraction`` -> validation, otherwise train. Adding clips never moves existing ones.
 Defaults: 1 % test and 1 % validation (about 131 clips each of LJSpeech's 13,100).
-Tiny folders: when the rule leaves test (then validation) empty, that split's threshold is
-raised just enough to admit one clip, i.e. it takes the remaining clip with the smallest ``u``.
+Tiny folders: when the rule leaves test (then validation) empty, that split takes the *train*
+clip with the smallest ``u``.
 The fallback is deterministic but, unlike the hash rule, it can change when clips are added (a
 new clip may have a smaller ``u``); at the default fractions it never fires on the full
 LJSpeech (probability 0.99**13100 ~ 1e-57). The mini set splits 30 / 1 / 1 (train/validation/test).

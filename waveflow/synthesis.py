@@ -37,7 +37,8 @@ def fold_weight_norm(model: WaveFlow) -> WaveFlow:
     copy shares the dynamically created parametrised classes with the original, and removing the
     parametrisation from the copy would then break the original model.
     """
-    folded = WaveFlow(model.config).to(next(model.parameters()).device)
+    reference = next(model.parameters())
+    folded = WaveFlow(model.config).to(device=reference.device, dtype=reference.dtype)
     folded.load_state_dict(model.state_dict())
     for module in folded.modules():
         if parametrize.is_parametrized(module, "weight"):
@@ -107,7 +108,8 @@ class FastSynthesizer(nn.Module):
         self.flows = nn.ModuleList(_FastFlow(flow) for flow in folded.flows)
         self.register_buffer("inverse_perms", model.inverse_perms.clone(), persistent=False)
         self.register_buffer("cond_order", model.cond_order.clone(), persistent=False)
-        self._reference = model
+        # Not a submodule: registering it would let requires_grad_/to() below act on the caller's model.
+        object.__setattr__(self, "_reference", model)
         self.cond_budget_bytes = int(cond_budget_bytes)
         self.requires_grad_(False)
 

@@ -10,7 +10,11 @@ A run lives in one folder::
 Exact resumption: batches are a pure function of ``(seed, step)`` (:meth:`LJSpeech.batch`), and a
 checkpoint holds the model, the Adam state, the step and every RNG state. Resuming from the
 checkpoint of step ``s`` therefore replays steps ``s+1 ...`` with the same batches from the same
-state, and the loss sequence equals that of an uninterrupted run (``tests/test_train.py``).
+state, and on a CPU the loss sequence equals that of an uninterrupted run bit for bit
+(``tests/test_train.py``). On CUDA, cuDNN's convolution backward may reduce in a different order
+from run to run, so losses agree to float rounding only, unless ``deterministic=True`` is passed
+(slower kernels). A resume must use the run's data, seed, batch, segment, learning rate and
+clipping; a mismatch is an error rather than a silently different run.
 Steps that were logged after the last checkpoint of an interrupted run are logged again when
 they are replayed; readers keep the last record per step (:func:`read_metrics`).
 
@@ -39,6 +43,8 @@ from .model import WaveFlow
 from .paths import LJSPEECH_MINI, RUNS
 
 LN2 = math.log(2.0)
+#: Options that decide which batches are drawn and how the optimiser steps: a resume must keep them.
+RESUME_MUST_MATCH = ("data", "batch_size", "segment", "lr", "grad_clip", "seed")
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,8 +150,14 @@ class TrainResult:
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
+    with open(path, "a+b") as fh:
+        # A crash mid-write can leave a partial last line; start a new line so it stays one bad line.
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -208,6 +220,7 @@ def train(
     resume: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     progress: bool = True,
+    deterministic: bool = False,
 ) -> TrainResult:
     """Train (or resume) a WaveFlow model; the function behind ``python -m waveflow train``.
 
@@ -218,12 +231,19 @@ def train(
         on_step: called after every optimisation step with ``(step, loss)``, e.g. to mark
             energy-meter sections.
         progress: show a tqdm bar with loss and samples/s.
+        deterministic: on CUDA, use deterministic kernels so that a resumed run repeats an
+            uninterrupted one bit for bit (slower; CPU runs are deterministic anyway).
     """
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.pt"
     metrics_path = out / "metrics.jsonl"
     device = resolve_device(config.device)
+    if deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True)
 
     report = validate_dataset(config.data)  # bad data is reported here, before any compute
     common = dict(segment=config.segment, n_height=config.model.n_height, batch_size=config.batch_size,
@@ -242,6 +262,13 @@ def train(
         saved = WaveFlowConfig.from_dict(payload["config"])
         if saved != config.model:
             raise ValueError(f"--resume: checkpoint {last} was trained with {saved}, not {config.model}")
+        before = payload.get("extra", {}).get("train", {})
+        now = config.to_dict()
+        changed = {k: (before[k], now[k]) for k in RESUME_MUST_MATCH if k in before and before[k] != now[k]}
+        if changed:
+            detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise ValueError(f"--resume: options differ from the run in {out} ({detail}); expected the same values, "
+                             "or start a new run with another --out")
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         step = int(payload["step"])

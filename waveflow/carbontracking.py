@@ -204,8 +204,14 @@ class CarbontrackerSession:
         """Construct the tracker (idempotent); called by ``__enter__`` or the first ``epoch_start``."""
         if self._ct is not None or self._patched or self._stopped:
             return self
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        _install_patches(float(self.intensity.g_per_kwh), float(self.pue.value), er.cpu_brand() if self.fast_cpu_brand else None)
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            _install_patches(float(self.intensity.g_per_kwh), float(self.pue.value),
+                             er.cpu_brand() if self.fast_cpu_brand else None)
+        except Exception as exc:  # e.g. another session with other constants: record it, keep training
+            self.notes.append(f"carbontracker not started ({type(exc).__name__}: {exc}); not tracked")
+            self._stopped = True
+            return self
         self._patched = True
         try:
             from carbontracker.tracker import CarbonTracker
@@ -320,6 +326,16 @@ class CarbontrackerSession:
                          "took a sample in them: it reused a neighbouring epoch's power (or, for the last epoch, its energy)")
         if actual is None:
             notes.append("no 'Actual consumption' block in carbontracker's output log")
+        for comp in self._thread.components:
+            try:
+                n_dev = len(comp.devices())
+            except Exception:  # noqa: BLE001 - a component without devices() cannot mislead here
+                continue
+            if n_dev > 1:
+                # carbontracker 2.4.7 sums the handlers' power into one flat list and then averages
+                # it (component.py), so with several devices it reports the mean per device.
+                notes.append(f"carbontracker 2.4.7 averages rather than sums the power of the {n_dev} "
+                             f"{getattr(comp, 'name', '')} devices: its figure is about 1/{n_dev} of their total")
         energy = actual["energy (kWh)"] if actual else float("nan")
         n = len(durations)
         return CarbontrackerResult(

@@ -154,11 +154,11 @@ class EnergyMeter:
         """Start measuring (idempotent)."""
         if self._t0 is not None:
             return self
+        self._sync()  # GPU work queued before the block must not land in it (readers take baselines next)
         try:
             self._build_readers()
         except Exception as exc:  # never let set-up break the user's run
             self.notes.append(f"meter set-up failed: {type(exc).__name__}: {exc}")
-        self._sync()
         self._t0 = time.perf_counter()
         self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._last = {id(r): 0.0 for r in self.readers}

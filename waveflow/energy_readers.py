@@ -181,8 +181,10 @@ class NvmlPowerIntegrator:
 def _visible_gpu_handles(nvml: Any) -> list[tuple[int, Any]]:
     """NVML handles of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` ints or UUIDs)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None or not visible.strip():
+    if visible is None:
         return [(i, nvml.nvmlDeviceGetHandleByIndex(i)) for i in range(nvml.nvmlDeviceGetCount())]
+    if not visible.strip():  # set but empty: CUDA sees no GPU, so none is this process's
+        return []
     out = []
     for pos, item in enumerate(x.strip() for x in visible.split(",")):
         if item.isdigit():
@@ -366,7 +368,8 @@ def process_tree_cpu_seconds(include_self: bool = True, pid: int | None = None) 
     for child in proc.children(recursive=True):
         try:
             c = child.cpu_times()
-            total += c.user + c.system
+            # its own reaped children too: grandchildren that finished while it still runs
+            total += c.user + c.system + c.children_user + c.children_system
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return total

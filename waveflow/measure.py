@@ -24,7 +24,7 @@ import torch
 from .audio import HOP_LENGTH, SAMPLE_RATE
 from .carbontracking import CarbontrackerSession
 from .checkpoint import load_checkpoint
-from .config import PAPER, WaveFlowConfig
+from .config import WaveFlowConfig
 from .energy import EnergyMeter, EnergyRecord
 from .flops import count as count_flops
 from .model import WaveFlow
@@ -81,9 +81,9 @@ def measure_training(
 ) -> dict[str, Any]:
     """Train ``config`` for ``steps`` measured steps and return one tidy row of results.
 
-    ``warmup_steps`` run first, unmeasured (first-step allocation and kernel selection are not
-    representative); the measured steps then resume from that checkpoint, split into ``epochs``
-    Carbontracker epochs. Energy per training example is the metered energy divided by
+    ``warmup_steps`` (>= 1) run first, unmeasured (first-step allocation and kernel selection are
+    not representative); the meter then covers exactly the ``steps`` measured steps of the same
+    run, split into ``epochs`` Carbontracker epochs. Energy per training example is the metered energy divided by
     ``steps x batch_size``; per audio sample it is further divided by ``segment``. The
     extrapolation to the paper scales energy per audio sample to ``schedule_steps`` (default the
     paper's for this r) x 8 x 16,000 samples, i.e. it assumes cost proportional to audio
@@ -91,36 +91,54 @@ def measure_training(
     """
     if steps < epochs or epochs < 1:
         raise ValueError(f"measure_training: steps={steps} and epochs={epochs}; expected 1 <= epochs <= steps")
-    run = TrainConfig(model=config, data=str(data), out=str(out), steps=warmup_steps, batch_size=batch_size,
+    if warmup_steps < 1:
+        raise ValueError(f"measure_training: warmup_steps={warmup_steps}; expected >= 1 (the meter starts after it)")
+    sched = schedule_steps if schedule_steps is not None else paper_steps(config)  # fail before training
+    run = TrainConfig(model=config, data=str(data), out=str(out), steps=warmup_steps + steps, batch_size=batch_size,
                       segment=segment, seed=seed, device=device, val_every=0, val_clips=0, name=name)
-    if warmup_steps:
-        train(run, progress=False)
-    run.steps = warmup_steps + steps
     per_epoch = [steps // epochs + (1 if i < steps % epochs else 0) for i in range(epochs)]
     boundaries = {warmup_steps + sum(per_epoch[: i + 1]) for i in range(epochs)}
-    with EnergyMeter(f"train {name}", intensity=intensity, pue=pue) as meter:
-        session = CarbontrackerSession(epochs, log_dir=Path(out) / "carbontracker", intensity=intensity, pue=pue,
-                                       meter=meter, update_interval=ct_update_interval) if carbontracker else None
+    meter = EnergyMeter(f"train {name}", intensity=intensity, pue=pue)
+    session = CarbontrackerSession(epochs, log_dir=Path(out) / "carbontracker", intensity=intensity, pue=pue,
+                                   meter=meter, update_interval=ct_update_interval) if carbontracker else None
+    if session is not None:
+        session.start()  # build the tracker now, outside the measured window
+    state: dict[str, Any] = {}
 
-        def on_step(step: int, loss: float) -> None:
-            if step in boundaries and session is not None:
+    # The measured window is exactly the optimisation steps after the warm-up: it opens when the
+    # last warm-up step ends and closes when the last measured step ends, before the final
+    # checkpoint is written (set-up, data validation and checkpoint I/O are not training energy).
+    def on_step(step: int, loss: float) -> None:
+        if step == warmup_steps:
+            meter.start()
+            if session is not None:
+                session.epoch_start()
+        elif step in boundaries:
+            if session is not None:
                 session.epoch_end()
-                if step < run.steps:
+            if step < run.steps:
+                if session is not None:
                     session.epoch_start()
+            else:
+                state["ct"] = session.stop() if session is not None else None
+                state["record"] = meter.stop()
 
-        if session is not None:
-            session.epoch_start()
-        result = train(run, resume=bool(warmup_steps), on_step=on_step, progress=False)
-        ct = session.stop() if session is not None else None
+    try:
+        result = train(run, on_step=on_step, progress=False)
+    finally:  # never leave carbontracker patched or the meter's thread running
+        if session is not None and "ct" not in state:
+            state["ct"] = session.stop()
+        if "record" not in state:
+            meter.stop()
+    ct = state["ct"]
     record = meter.record
     examples = steps * batch_size
     audio_samples = examples * segment
-    sched = schedule_steps if schedule_steps is not None else paper_steps(config)
     j_per_sample = record.energy_j_pue / audio_samples
-    paper_row = PAPER.get(name)
+    with torch.device("meta"):  # counting only: no memory for WF5's 86 M parameters
+        params = WaveFlow(config).num_parameters()
     row = {
-        "config": name, "h": config.n_height, "r": config.res_channels,
-        "params": WaveFlow(config).num_parameters() if paper_row is None else None,
+        "config": name, "h": config.n_height, "r": config.res_channels, "params": params,
         "steps": steps, "batch_size": batch_size, "segment": segment, "wall_s": record.wall_s,
         "energy_j": record.energy_j, "pue": record.pue, "energy_j_pue": record.energy_j_pue,
         "energy_method": energy_label(record), "hardware": hardware_label(record),
@@ -135,8 +153,6 @@ def measure_training(
         "intensity_g_per_kwh": record.intensity_g_per_kwh, "intensity_code": record.intensity_code,
         "notes": " | ".join(record.notes),
     }
-    if row["params"] is None:
-        row["params"] = WaveFlow(config).num_parameters()
     if ct is None and session is not None:
         row.update(ct_energy_kwh=math.nan, ct_extrapolated_kwh=math.nan, ct_e_train_kwh_extrapolated=math.nan,
                    ct_method="Carbontracker failed (see ct_notes)", ct_notes=" | ".join(session.notes))

@@ -1,0 +1,61 @@
+"""E_train / E_gen measurement: what is metered, how it is labelled and extrapolated."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from waveflow import WaveFlow, WaveFlowConfig
+from waveflow.measure import (PAPER_BATCH, PAPER_SEGMENT, energy_mels, measure_inference, measure_training,
+                              measured_summary, rescale_schedule)
+from waveflow.paths import LJSPEECH_MINI
+from waveflow.train import read_metrics
+
+TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
+
+
+def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
+    row = measure_training("tiny", TINY, tmp_path / "run", steps=2, batch_size=1, segment=1024, data=LJSPEECH_MINI,
+                           epochs=2, warmup_steps=1, device="cpu", ct_update_interval=0.05, schedule_steps=1000)
+    steps = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in steps] == [1, 2, 3]  # one warm-up step + two measured steps, one run
+    measured = sum(r["seconds"] for r in steps[1:])
+    # The window holds the two steps (plus logging), not data validation or the final checkpoint.
+    assert measured * 0.9 <= row["wall_s"] <= measured + 0.5
+    assert row["energy_method"].startswith(("measured:", "estimated:"))
+    assert row["e_train_label"].startswith("extrapolated from 2 steps")
+    expected = row["j_per_audio_sample"] * 1000 * PAPER_BATCH * PAPER_SEGMENT / 3.6e6
+    assert row["e_train_kwh_extrapolated"] == pytest.approx(expected)
+    assert row["j_per_example"] == pytest.approx(row["energy_j_pue"] / 2)
+    assert row["params"] == WaveFlow(TINY).num_parameters()
+    assert "Carbontracker" in row["ct_method"]
+
+
+def test_unknown_schedule_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="r=8 has no paper schedule"):
+        measure_training("tiny", TINY, tmp_path / "run", steps=1, batch_size=1, segment=1024, data=LJSPEECH_MINI,
+                         epochs=1, device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_inference_is_labelled_extrapolated_unless_100_s(tiny_model):
+    mels = energy_mels([0.1 * torch.randn(3000)], n_clips=2, seconds=0.1)
+    assert len(mels) == 2 and mels[0].shape == (80, 10)  # repeated end to end to reach the length
+    row = measure_inference("tiny", tiny_model, mels, batch_size=2, device="cpu")
+    assert row["e_gen_label"].startswith("extrapolated from 0.")
+    assert row["e_gen_wh"] == pytest.approx(row["energy_j_pue"] / row["audio_s"] * 100 / 3600)
+    assert row["j_per_gflop"] > 0 and row["gflops_per_audio_s"] > 0
+
+
+def test_rescale_schedule_and_summary():
+    t2 = pd.DataFrame({"model": ["WF3", "WF4"], "e_train_kwh": [725.4, 644.8]})
+    out = rescale_schedule(t2, "WF3", 3_000_000, 2_000_000)
+    assert out.e_train_kwh.tolist() == pytest.approx([483.6, 644.8]) and t2.e_train_kwh[0] == 725.4
+    with pytest.raises(ValueError, match="'WF9' not in column"):
+        rescale_schedule(t2, "WF9", 1, 2)
+    training = pd.DataFrame({"config": ["A"], "params": [1], "e_train_kwh_extrapolated": [2.0], "e_train_label": ["x"]})
+    inference = pd.DataFrame({"config": ["A"], "e_gen_wh": [3.0], "e_gen_label": ["y"]})
+    quality = pd.DataFrame({"config": ["A"], "nll_nats": [0.1], "nll_bits": [0.14], "pred_mos": [3.0]})
+    s = measured_summary(training, inference, quality)
+    assert s.iloc[0].to_dict() == {"config": "A", "params": 1, "nll_nats": 0.1, "nll_bits": 0.14, "pred_mos": 3.0,
+                                   "e_train_kwh": 2.0, "e_train_kwh_kind": "x", "e_gen_wh": 3.0, "e_gen_wh_kind": "y"}

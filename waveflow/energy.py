@@ -85,6 +85,7 @@ class EnergyMeter:
         self.record: EnergyRecord | None = None
         self._nvml = None
         self._t0: float | None = None
+        self._read_failures: dict[int, int] = {}
         self._marks: list[tuple[str, float, dict[str, float]]] = []
         self._sections: list[Interval] = []
         self._stop = threading.Event()
@@ -203,7 +204,13 @@ class EnergyMeter:
             try:
                 self._last[id(r)] = float(r.read())
             except Exception as exc:
-                self.notes.append(f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); value is a lower bound")
+                # Note the first failure per reader only: a reader failing at every section would
+                # otherwise grow the notes (and the CSV cell) without bound.
+                failures = self._read_failures.get(id(r), 0)
+                self._read_failures[id(r)] = failures + 1
+                if not failures:
+                    self.notes.append(f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); "
+                                      "value is a lower bound (further failures of this reader not listed)")
         return t, dict(self._last)
 
     def _by_kind(self, start: dict[int, float], end: dict[int, float]) -> dict[str, float]:

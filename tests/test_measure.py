@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from waveflow import WaveFlow, WaveFlowConfig
-from waveflow.measure import (PAPER_BATCH, PAPER_SEGMENT, energy_mels, measure_inference, measure_training,
+from waveflow.measure import (PAPER_BATCH, PAPER_SEGMENT, energy_mels, longest_clips, measure_inference, measure_training,
                               measured_summary, rescale_schedule)
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import read_metrics
@@ -59,3 +59,9 @@ def test_rescale_schedule_and_summary():
     s = measured_summary(training, inference, quality)
     assert s.iloc[0].to_dict() == {"config": "A", "params": 1, "nll_nats": 0.1, "nll_bits": 0.14, "pred_mos": 3.0,
                                    "e_train_kwh": 2.0, "e_train_kwh_kind": "x", "e_gen_wh": 3.0, "e_gen_wh_kind": "y"}
+
+
+def test_longest_clips_are_picked_from_headers():
+    clips = longest_clips(LJSPEECH_MINI, 2)
+    # LJ001-0014 (219,293 samples) and LJ001-0003 (213,149) are the two longest bundled clips.
+    assert [c.shape[0] for c in clips] == [219_293, 213_149]

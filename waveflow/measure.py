@@ -181,6 +181,17 @@ def rescale_schedule(table: pd.DataFrame, model: str, from_steps: int, to_steps:
 
 # ----------------------------------------------------------------------------------------------
 # E_gen
+def longest_clips(data: str | Path, n_clips: int, report: Any = None) -> list[torch.Tensor]:
+    """Audio of the ``n_clips`` longest clips of a folder (all splits), chosen from the wav headers
+    so that a 13,100-clip LJSpeech is not decoded just to pick ten clips."""
+    from .data import LJSpeech, validate_dataset
+
+    report = report if report is not None else validate_dataset(data)
+    pools = [LJSpeech(data, split, n_height=8, cache=False, report=report) for split in ("train", "validation", "test")]
+    ranked = sorted(((ds.clips[i].num_samples, k, i) for k, ds in enumerate(pools) for i in range(len(ds))), reverse=True)
+    return [pools[k].load(i) for _, k, i in ranked[:n_clips]]
+
+
 def energy_mels(clips: Iterable[torch.Tensor], n_clips: int, seconds: float) -> list[torch.Tensor]:
     """``n_clips`` log-mels of exactly ``seconds`` of audio each, for energy measurements.
 

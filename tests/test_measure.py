@@ -8,6 +8,7 @@ import torch
 from waveflow import WaveFlow, WaveFlowConfig
 from waveflow.measure import (PAPER_BATCH, PAPER_SEGMENT, energy_mels, longest_clips, measure_inference, measure_training,
                               measured_summary, rescale_schedule)
+from waveflow.energy import read_records
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import read_metrics
 
@@ -16,7 +17,8 @@ TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permuta
 
 def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
     row = measure_training("tiny", TINY, tmp_path / "run", steps=2, batch_size=1, segment=1024, data=LJSPEECH_MINI,
-                           epochs=2, warmup_steps=1, device="cpu", ct_update_interval=0.05, schedule_steps=1000)
+                           epochs=2, warmup_steps=1, device="cpu", ct_update_interval=0.05, schedule_steps=1000,
+                           log=tmp_path / "energy.csv")
     steps = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in steps] == [1, 2, 3]  # one warm-up step + two measured steps, one run
     measured = sum(r["seconds"] for r in steps[1:])
@@ -29,6 +31,8 @@ def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
     assert row["j_per_example"] == pytest.approx(row["energy_j_pue"] / 2)
     assert row["params"] == WaveFlow(TINY).num_parameters()
     assert "Carbontracker" in row["ct_method"]
+    logged = read_records(tmp_path / "energy.csv")
+    assert logged.label.tolist() == ["train tiny"] and logged.energy_j_pue.iloc[0] == pytest.approx(row["energy_j_pue"])
 
 
 def test_unknown_schedule_fails_before_training(tmp_path):
@@ -38,10 +42,11 @@ def test_unknown_schedule_fails_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_inference_is_labelled_extrapolated_unless_100_s(tiny_model):
+def test_inference_is_labelled_extrapolated_unless_100_s(tiny_model, tmp_path):
     mels = energy_mels([0.1 * torch.randn(3000)], n_clips=2, seconds=0.1)
     assert len(mels) == 2 and mels[0].shape == (80, 10)  # repeated end to end to reach the length
-    row = measure_inference("tiny", tiny_model, mels, batch_size=2, device="cpu")
+    row = measure_inference("tiny", tiny_model, mels, batch_size=2, device="cpu", log=tmp_path / "e.csv")
+    assert read_records(tmp_path / "e.csv").label.tolist() == ["synthesize tiny"]
     assert row["e_gen_label"].startswith("extrapolated from 0.")
     assert row["e_gen_wh"] == pytest.approx(row["energy_j_pue"] / row["audio_s"] * 100 / 3600)
     assert row["j_per_gflop"] > 0 and row["gflops_per_audio_s"] > 0

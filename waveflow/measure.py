@@ -25,7 +25,7 @@ from .audio import HOP_LENGTH, SAMPLE_RATE
 from .carbontracking import CarbontrackerSession
 from .checkpoint import load_checkpoint
 from .config import WaveFlowConfig
-from .energy import EnergyMeter, EnergyRecord
+from .energy import EnergyMeter, EnergyRecord, append_record
 from .flops import count as count_flops
 from .model import WaveFlow
 from .synthesis import FastSynthesizer
@@ -36,6 +36,12 @@ PAPER_SEGMENT = 16_000  # samples per training crop
 #: Steps of the paper's training schedule by residual channels r (Section 5.1 of Douwes et al.).
 PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
 E_GEN_SECONDS = 100.0  # E_gen is the energy to generate 100 s of audio
+
+
+def _log(record: EnergyRecord, log: bool | str | Path) -> None:
+    """Append to the energy log: True = the default ``build/results/energy_log.csv``, False = not at all."""
+    if log is not False:
+        append_record(record, None if log is True else log)
 
 
 def energy_label(record: EnergyRecord) -> str:
@@ -78,6 +84,7 @@ def measure_training(
     carbontracker: bool = True,
     ct_update_interval: float = 1.0,
     schedule_steps: int | None = None,
+    log: bool | str | Path = True,
 ) -> dict[str, Any]:
     """Train ``config`` for ``steps`` measured steps and return one tidy row of results.
 
@@ -87,7 +94,8 @@ def measure_training(
     ``steps x batch_size``; per audio sample it is further divided by ``segment``. The
     extrapolation to the paper scales energy per audio sample to ``schedule_steps`` (default the
     paper's for this r) x 8 x 16,000 samples, i.e. it assumes cost proportional to audio
-    processed, which holds for this fully convolutional model.
+    processed, which holds for this fully convolutional model. The meter's record is appended
+    to the energy log (``log=True``: ``build/results/energy_log.csv``; a path; or False).
     """
     if steps < epochs or epochs < 1:
         raise ValueError(f"measure_training: steps={steps} and epochs={epochs}; expected 1 <= epochs <= steps")
@@ -132,6 +140,7 @@ def measure_training(
             meter.stop()
     ct = state["ct"]
     record = meter.record
+    _log(record, log)
     examples = steps * batch_size
     audio_samples = examples * segment
     j_per_sample = record.energy_j_pue / audio_samples
@@ -240,11 +249,13 @@ def measure_inference(
     device: str = "cpu",
     seed: int = 0,
     warmup: bool = True,
+    log: bool | str | Path = True,
 ) -> dict[str, Any]:
     """Meter the fast synthesis of ``mels`` (equal lengths) and return one tidy row.
 
     E_gen is reported for 100 s of audio: measured directly when exactly 100 s were generated,
-    otherwise scaled linearly from the audio generated and labelled ``extrapolated``.
+    otherwise scaled linearly from the audio generated and labelled ``extrapolated``. The meter's
+    record is appended to the energy log as in :func:`measure_training`.
     """
     if not mels:
         raise ValueError("measure_inference: no mels given; expected at least one (n_mels, frames) tensor")
@@ -260,6 +271,7 @@ def measure_inference(
     with EnergyMeter(f"synthesize {name}", intensity=intensity, pue=pue) as meter:
         seconds = _synthesize_all(synth, mels, batch_size, seed, dev)
     record = meter.record
+    _log(record, log)
     flops_per_s = count_flops(model.config, "synthesis", name).flops_per_audio_second
     flops = flops_per_s * seconds
     exact = math.isclose(seconds, E_GEN_SECONDS, rel_tol=1e-3)

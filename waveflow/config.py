@@ -22,6 +22,15 @@ HEIGHT_DILATIONS: dict[int, tuple[int, ...]] = {
 PERMUTATIONS = ("reverse", "bipartite")
 
 
+def from_dict_checked(cls: type, data: dict[str, Any]) -> Any:
+    """``cls(**data)`` for a dataclass, naming unknown keys (e.g. from a newer checkpoint) in the error."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; expected a subset of {sorted(known)}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class WaveFlowConfig:
     """Hyper-parameters of a WaveFlow model (Ping et al., ICML 2020).
@@ -120,11 +129,7 @@ class WaveFlowConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "WaveFlowConfig":
         """Rebuild a config from :meth:`to_dict`, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"WaveFlowConfig: unknown field(s) {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        return from_dict_checked(cls, data)
 
     def replace(self, **changes: Any) -> "WaveFlowConfig":
         """Copy with some fields changed (validated again)."""

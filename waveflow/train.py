@@ -29,7 +29,7 @@ import math
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint, set_rng_state
-from .config import WaveFlowConfig, get_config
+from .config import WaveFlowConfig, from_dict_checked, get_config
 from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
 from .model import WaveFlow
 from .paths import LJSPEECH_MINI, RUNS
@@ -124,11 +124,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        """Rebuild from :meth:`to_dict` (e.g. a run's ``run.json``), rejecting unknown keys by name."""
+        return from_dict_checked(cls, data)
 
 
 @dataclass

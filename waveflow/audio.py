@@ -15,7 +15,6 @@ log_mel(audio))`` needs no trimming, and ``model.infer(log_mel(audio))`` returns
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 import torch
+
+from .files import atomic_write
 
 SAMPLE_RATE = 22_050  # Hz, LJSpeech's native rate
 N_FFT = 1024  # STFT size (46 ms at 22.05 kHz)
@@ -124,13 +125,5 @@ def save_wav(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_r
         raise ValueError(f"save_wav: expected mono audio of shape (time,), got {tuple(x.shape)} for {p}")
     if not torch.isfinite(x).all():
         raise ValueError(f"save_wav: audio for {p} contains NaN or infinite samples")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, x.clamp(-1.0, 1.0).numpy(), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    samples = x.clamp(-1.0, 1.0).numpy()
+    return atomic_write(p, lambda tmp: sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV"))

@@ -7,7 +7,6 @@ can check without re-running anything.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .files import atomic_write  # noqa: E402
 from .paths import FIGURES  # noqa: E402
 
 STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1}
@@ -25,17 +25,6 @@ STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1}
 def set_style() -> None:
     """The house style for all figures (seaborn paper context, white grid)."""
     sns.set_theme(**STYLE)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_figure(fig: plt.Figure, name: str, data: pd.DataFrame, directory: Path | str = FIGURES) -> dict[str, Path]:
@@ -58,7 +47,7 @@ def save_figure(fig: plt.Figure, name: str, data: pd.DataFrame, directory: Path 
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{name}.{ext}" for ext in ("pdf", "png", "csv")}
     # A fixed creation date keeps PDFs byte-stable across runs with the same numbers.
-    _atomic_write(paths["pdf"], lambda p: fig.savefig(p, format="pdf", bbox_inches="tight", metadata={"CreationDate": None}))
-    _atomic_write(paths["png"], lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
-    _atomic_write(paths["csv"], lambda p: data.to_csv(p, index=False))
+    atomic_write(paths["pdf"], suffix=".pdf", write=lambda p: fig.savefig(p, format="pdf", bbox_inches="tight", metadata={"CreationDate": None}))
+    atomic_write(paths["png"], suffix=".png", write=lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
+    atomic_write(paths["csv"], suffix=".csv", write=lambda p: data.to_csv(p, index=False))
     return paths

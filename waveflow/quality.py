@@ -21,8 +21,6 @@ import argparse
 import csv
 import hashlib
 import math
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 
 from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
 from .data import LJSpeech, Utterance
+from .files import atomic_write
 
 PRED_MOS_LABEL = "predicted MOS (DNSMOS P.808), not a listening test"
 PRED_MOS_COLUMN = "pred_mos_dnsmos_p808"  # every column holding a predicted MOS starts with this
@@ -343,17 +342,14 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -368,7 +364,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for ckpt in args.checkpoint:
         if not Path(ckpt).is_file():
             raise FileNotFoundError(f"--checkpoint {ckpt} does not exist")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from .train import resolve_device
+
+    device = resolve_device(args.device or "auto")
     dataset = LJSpeech(args.data, split=args.split)
     clips = list(dataset.utterances(args.max_clips))
     if not clips:

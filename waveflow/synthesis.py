@@ -128,7 +128,7 @@ class FastSynthesizer(nn.Module):
         """Synthesise ``(B, T)`` audio from ``(B, n_mels, L)`` (same contract as ``WaveFlow.infer``)."""
         m, zz = self._reference._latent(mel, sigma, z, generator)
         h = self.config.n_height
-        c_all = squeeze(self._reference.condition.__func__(self, m, zz.shape[-1]), h)  # (B, n_mels, h, W)
+        c_all = squeeze(self.condition(m, zz.shape[-1]), h)  # (B, n_mels, h, W)
         x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W)
         batch, _, width = x.shape
         for i in reversed(range(len(self.flows))):
@@ -144,7 +144,6 @@ class FastSynthesizer(nn.Module):
         """Invert one flow in place on ``x`` (B, h, W) given its conditioning ``c`` (B, n_mels, h, W)."""
         h = x.shape[1]
         r = flow.front.weight.shape[0]
-        n_layers = len(flow.layers)
         # Causal zero padding = buffers that start as zeros.
         zeros = x.new_zeros(batch, r, width)
         history = [deque([zeros] * layer.history, maxlen=max(layer.history, 1)) for layer in flow.layers]
@@ -174,7 +173,6 @@ class FastSynthesizer(nn.Module):
                     e = e + out[:, :r]  # a new tensor: the old e lives on in the history buffers
             params = flow.out(skip)
             x[:, row] = (x[:, row] - params[:, 1]) * torch.exp(-params[:, 0])
-        assert n_layers == len(history)
 
 
 def synthesize(

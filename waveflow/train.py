@@ -36,6 +36,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from .audio import HOP_LENGTH
 from .checkpoint import read_checkpoint, save_checkpoint, set_rng_state
 from .config import WaveFlowConfig, from_dict_checked, get_config
 from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
@@ -192,7 +193,7 @@ def validation_nll(model: WaveFlow, dataset: LJSpeech, max_clips: int, max_sampl
     ``max_samples`` (a multiple of the hop; 0 = whole clips) to bound the cost during training."""
     from .quality import heldout_nll
 
-    n = max_samples - max_samples % 256 if max_samples else None
+    n = max_samples - max_samples % HOP_LENGTH if max_samples else None
     clips = [(u.id, u.audio[:n]) for u in dataset.utterances(max_clips or None)]
     clips = [(i, a) for i, a in clips if a.shape[0] > 512 and a.shape[0] % model.config.n_height == 0]
     return heldout_nll(model, clips)["nats_per_sample"] if clips else float("nan")

@@ -259,14 +259,8 @@ def environment_info() -> dict[str, str]:
         info["git"] = sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if sha.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         info["git"] = "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["cpu"] = f"{cpu} ({os.cpu_count()} logical cores)"
+    from .energy_readers import cpu_brand  # the brand the energy meter reports, read the same way
+
+    info["cpu"] = f"{cpu_brand()} ({os.cpu_count()} logical cores)"
     info["platform"] = platform.platform()
     return info

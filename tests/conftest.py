@@ -1,4 +1,5 @@
 """Shared fixtures: tiny seeded models and the bundled data."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,14 +1,25 @@
 """waveflow.audio: the log-mel recipe, frame alignment and wav I/O."""
+
 from __future__ import annotations
 
-import numpy as np
 import librosa
+import numpy as np
 import pytest
 import torch
 
 from waveflow import WaveFlow
-from waveflow.audio import (F_MAX, HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, load_wav, log_mel,
-                            num_frames, save_wav)
+from waveflow.audio import (
+    F_MAX,
+    HOP_LENGTH,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    load_wav,
+    log_mel,
+    num_frames,
+    save_wav,
+)
 from waveflow.paths import LJSPEECH_MINI
 
 CLIP = LJSPEECH_MINI / "wavs" / "LJ001-0002.wav"
@@ -26,8 +37,18 @@ def test_log_mel_equals_librosa_magnitude_mel():
     audio, _ = load_wav(CLIP)
     ours = log_mel(audio).numpy()
     ref = librosa.feature.melspectrogram(
-        y=audio.numpy(), sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
-        window="hann", center=True, pad_mode="reflect", power=1.0, n_mels=N_MELS, fmin=0.0, fmax=F_MAX,
+        y=audio.numpy(),
+        sr=SAMPLE_RATE,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=N_FFT,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=1.0,
+        n_mels=N_MELS,
+        fmin=0.0,
+        fmax=F_MAX,
     )
     ref = np.log(np.maximum(ref, LOG_FLOOR))
     assert ours.shape == ref.shape == (N_MELS, num_frames(audio.shape[0]))
@@ -53,12 +74,15 @@ def test_frames_match_what_the_model_expects():
     assert z.shape == audio.shape
 
 
-@pytest.mark.parametrize("bad,pattern", [
-    (torch.zeros(100), "more than 512"),
-    (torch.zeros(2, 3, 4000), "shape"),
-    (torch.tensor([0.0, float("nan")] * 600), "NaN"),
-    (torch.zeros(2000, dtype=torch.int16), "floating-point"),
-])
+@pytest.mark.parametrize(
+    "bad,pattern",
+    [
+        (torch.zeros(100), "more than 512"),
+        (torch.zeros(2, 3, 4000), "shape"),
+        (torch.tensor([0.0, float("nan")] * 600), "NaN"),
+        (torch.zeros(2000, dtype=torch.int16), "floating-point"),
+    ],
+)
 def test_log_mel_rejects_bad_audio(bad, pattern):
     with pytest.raises(ValueError, match=pattern):
         log_mel(bad)

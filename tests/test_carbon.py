@@ -1,16 +1,29 @@
 """Bundled carbon intensities, PUE presets and the kWh → gCO2e arithmetic."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from waveflow.carbon import (DEFAULT_INTENSITY_CODE, DEFAULT_PUE, PUE_PRESETS, Intensity, Pue, carbon_intensity,
-                             co2e_grams, co2e_table, load_intensities, resolve_pue)
+from waveflow.energy.carbon import (
+    DEFAULT_INTENSITY_CODE,
+    DEFAULT_PUE,
+    PUE_PRESETS,
+    Intensity,
+    Pue,
+    carbon_intensity,
+    co2e_grams,
+    co2e_table,
+    load_intensities,
+    resolve_pue,
+)
 
 
 def test_reference_values():
-    assert carbon_intensity("WORLD") == Intensity("WORLD", "World average", 445.0, 2024, carbon_intensity("world").source)
+    assert carbon_intensity("WORLD") == Intensity(
+        "WORLD", "World average", 445.0, 2024, carbon_intensity("world").source
+    )
     assert carbon_intensity("eu28").g_per_kwh == 294.2 and carbon_intensity("EU28").year == 2017
     assert carbon_intensity("fr").g_per_kwh == pytest.approx(44.18, abs=0.01)  # carbontracker's FR value
     assert DEFAULT_INTENSITY_CODE == "WORLD" and carbon_intensity(DEFAULT_INTENSITY_CODE).g_per_kwh == 445
@@ -62,6 +75,7 @@ def test_co2e_grams():
 
 def test_co2e_table_is_tidy():
     import pandas as pd
+
     kwh = pd.Series({"a": 1.0, "b": 2.0}).rename_axis("model")
     t = co2e_table(kwh, ["WORLD", "FR"], ["none", 1.5])
     assert len(t) == 8 and set(t.columns) >= {"model", "intensity", "pue", "kg_co2e"}

@@ -1,4 +1,5 @@
 """Carbontracker 2.4.7 offline: no connection attempt, our intensity/PUE, logs parsed correctly."""
+
 from __future__ import annotations
 
 import socket
@@ -7,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from carbontracker import constants
 from carbontracker.tracker import CarbonTracker
 
-from waveflow import energy_readers as er
-from waveflow.carbontracking import CarbontrackerSession, expected_energy_kwh
 from waveflow.energy import EnergyMeter
+from waveflow.energy import readers as er
+from waveflow.energy.carbontracking import CarbontrackerSession, expected_energy_kwh
 
 NO_RAPL = not Path("/sys/class/powercap").is_dir()
 
@@ -27,6 +27,7 @@ def no_network(monkeypatch):
         def f(*args, **kwargs):
             attempts.append((name, args[1:] if name.startswith("socket.") else args))
             raise OSError(f"test: network disabled ({name})")
+
         return f
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -82,8 +83,12 @@ def test_offline_training_step_with_meter_and_carbontracker(no_network, tmp_path
     assert [s.label for s in meter.record.sections] == ["epoch 1", "epoch 2"]
     assert meter.record.intensity_code == "FR" and meter.record.pue == 1.58
     assert (constants.WORLD_AVG_CARBON_INTENSITY, constants.PUE_2023) == saved
-    assert "waveflow: geolocation disabled" in Path(r.std_log).with_name(
-        Path(r.std_log).name.replace("_carbontracker.log", "_carbontracker_err.log")).read_text()
+    assert (
+        "waveflow: geolocation disabled"
+        in Path(r.std_log)
+        .with_name(Path(r.std_log).name.replace("_carbontracker.log", "_carbontracker_err.log"))
+        .read_text()
+    )
 
 
 def test_actual_is_the_sum_of_epochs_not_the_prediction(tmp_path):
@@ -147,6 +152,7 @@ def test_early_stop_and_restored_constants_after_an_exception(tmp_path):
 
 def test_carbontracker_exit_is_caught(tmp_path, monkeypatch):
     """carbontracker's error paths call sys.exit(70); a notebook kernel must survive them."""
+
     def exit70(self):
         raise SystemExit(70)
 

@@ -1,4 +1,5 @@
 """The command-line entry point."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,13 @@ def test_params_csv_lists_the_paper_counts(capsys):
     assert main(["params", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "config,h,r,params"
-    assert lines[1:] == ["WF1,8,64,5916372", "WF2,16,64,5916372", "WF3,16,96,12782036",
-                         "WF4,16,128,22252756", "WF5,16,256,86186196"]
+    assert lines[1:] == [
+        "WF1,8,64,5916372",
+        "WF2,16,64,5916372",
+        "WF3,16,96,12782036",
+        "WF4,16,128,22252756",
+        "WF5,16,256,86186196",
+    ]
 
 
 def test_params_table_shows_printed_values(capsys):
@@ -27,6 +33,7 @@ def test_unknown_command_exits_2(capsys):
 
 
 def test_module_entry_point_runs():
-    out = subprocess.run([sys.executable, "-m", "waveflow", "params", "--format", "csv"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "waveflow", "params", "--format", "csv"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("config,h,r,params")

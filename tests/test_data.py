@@ -1,4 +1,5 @@
 """waveflow.data: the fixed split, reproducible crops, and bad data found up front."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,13 +11,15 @@ import soundfile as sf
 import torch
 
 from waveflow.audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, load_wav
-from waveflow.data import (DatasetError, DatasetWarning, LJSpeech, assign_splits, split_key, validate_dataset)
+from waveflow.data import DatasetError, DatasetWarning, LJSpeech, assign_splits, split_key, validate_dataset
 from waveflow.paths import LJSPEECH_MINI
 
 REAL = LJSPEECH_MINI / "wavs" / "LJ001-0002.wav"
 
 
-def make_folder(root: Path, clips: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, extra_lines: tuple[str, ...] = ()) -> Path:
+def make_folder(
+    root: Path, clips: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, extra_lines: tuple[str, ...] = ()
+) -> Path:
     """An LJSpeech-format folder of synthetic 16-bit wavs (ids -> audio) plus raw metadata lines."""
     (root / "wavs").mkdir(parents=True, exist_ok=True)
     lines = []
@@ -58,20 +61,27 @@ def test_split_key_is_sha1_and_assignment_is_stable_when_clips_are_added():
 def test_folder_split_keeps_existing_clips_when_the_folder_grows(tmp_path):
     ids = [f"X-{i:03d}" for i in range(30)]
     make_folder(tmp_path, {i: tone(2000, k) for k, i in enumerate(ids[:20])})
-    before = {s: set(LJSpeech(tmp_path, s, validation_fraction=0.25, test_fraction=0.25).clip_ids)
-              for s in ("train", "validation", "test")}
+    before = {
+        s: set(LJSpeech(tmp_path, s, validation_fraction=0.25, test_fraction=0.25).clip_ids)
+        for s in ("train", "validation", "test")
+    }
     assert all(before.values())  # the hash rule filled every split, so no fallback fired
     make_folder(tmp_path, {i: tone(2000, k) for k, i in enumerate(ids)})
-    after = {s: set(LJSpeech(tmp_path, s, validation_fraction=0.25, test_fraction=0.25).clip_ids)
-             for s in ("train", "validation", "test")}
+    after = {
+        s: set(LJSpeech(tmp_path, s, validation_fraction=0.25, test_fraction=0.25).clip_ids)
+        for s in ("train", "validation", "test")
+    }
     for s in before:
         assert before[s] <= after[s]
 
 
-@pytest.mark.parametrize("kw,pattern", [
-    ({"validation_fraction": 0.6, "test_fraction": 0.5}, "< 1"),
-    ({"test_fraction": -0.1}, "test_fraction"),
-])
+@pytest.mark.parametrize(
+    "kw,pattern",
+    [
+        ({"validation_fraction": 0.6, "test_fraction": 0.5}, "< 1"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+    ],
+)
 def test_assign_splits_rejects_bad_fractions(kw, pattern):
     with pytest.raises(ValueError, match=pattern):
         assign_splits(["a", "b", "c"], **kw)
@@ -143,10 +153,21 @@ def test_full_clips_are_cropped_to_a_hop_multiple():
 # bad data
 @pytest.fixture
 def bad_folder(tmp_path) -> Path:
-    root = make_folder(tmp_path / "bad", {f"OK-{i}": tone(3000, i) for i in range(3)}, extra_lines=(
-        "MISSING|no wav|no wav", "EMPTY|x|x", "TRUNC|x|x", "RATE16K|x|x", "STEREO|x|x", "NAN|x|x",
-        "BADCOLS|only two|but|four columns", "|empty id|empty id", "GARBAGE|x|x",
-    ))
+    root = make_folder(
+        tmp_path / "bad",
+        {f"OK-{i}": tone(3000, i) for i in range(3)},
+        extra_lines=(
+            "MISSING|no wav|no wav",
+            "EMPTY|x|x",
+            "TRUNC|x|x",
+            "RATE16K|x|x",
+            "STEREO|x|x",
+            "NAN|x|x",
+            "BADCOLS|only two|but|four columns",
+            "|empty id|empty id",
+            "GARBAGE|x|x",
+        ),
+    )
     wavs = root / "wavs"
     (wavs / "EMPTY.wav").write_bytes(b"")
     (wavs / "GARBAGE.wav").write_bytes(b"this is not audio at all " * 40)
@@ -167,8 +188,13 @@ def test_one_error_lists_every_bad_file_with_its_problem(bad_folder):
             validate_dataset(bad_folder)
     lines = str(info.value).splitlines()[1:]
     expected = {
-        "wavs/MISSING.wav": "missing", "wavs/EMPTY.wav": "empty file", "wavs/TRUNC.wav": "truncated",
-        "wavs/NAN.wav": "non-finite", "wavs/GARBAGE.wav": "unreadable", "metadata.csv:10": "4 column", "metadata.csv:11": "empty clip id",
+        "wavs/MISSING.wav": "missing",
+        "wavs/EMPTY.wav": "empty file",
+        "wavs/TRUNC.wav": "truncated",
+        "wavs/NAN.wav": "non-finite",
+        "wavs/GARBAGE.wav": "unreadable",
+        "metadata.csv:10": "4 column",
+        "metadata.csv:11": "empty clip id",
     }
     assert len(lines) == len(expected)
     for where, what in expected.items():

@@ -1,4 +1,5 @@
 """Energy meter: each reader on fakes of the real interfaces, the estimate maths, the log, the CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from waveflow import energy_readers as er
 from waveflow.cli import main as cli_main
 from waveflow.energy import RECORD_COLUMNS, EnergyMeter, append_record, read_records, summary
+from waveflow.energy import readers as er
 
 
 # ------------------------------------------------------------------------------------------
@@ -93,12 +94,15 @@ def no_cuda_env(monkeypatch):
 # ------------------------------------------------------------------------------------------
 # RAPL
 def test_rapl_package_and_dram_are_measured_and_core_psys_excluded(tmp_path):
-    root = make_powercap(tmp_path, {
-        "intel-rapl:0": ("package-0", 1_000_000, 2**32),
-        "intel-rapl:0:0": ("core", 500_000, 2**32),
-        "intel-rapl:0:1": ("dram", 2_000_000, 2**32),
-        "intel-rapl:1": ("psys", 9_000_000, 2**32),
-    })
+    root = make_powercap(
+        tmp_path,
+        {
+            "intel-rapl:0": ("package-0", 1_000_000, 2**32),
+            "intel-rapl:0:0": ("core", 500_000, 2**32),
+            "intel-rapl:0:1": ("dram", 2_000_000, 2**32),
+            "intel-rapl:1": ("psys", 9_000_000, 2**32),
+        },
+    )
     with EnergyMeter("rapl", nvml=False, powercap_root=root, pue=1.0) as meter:
         set_uj(root, "intel-rapl:0", 13_500_000)  # +12.5 J
         set_uj(root, "intel-rapl:0:0", 9_000_000)
@@ -139,8 +143,15 @@ def test_rapl_permission_denied_falls_back_to_estimate(tmp_path):
             raise PermissionError(13, "Permission denied", str(p))
         return p.read_text()
 
-    with EnergyMeter("denied", nvml=False, powercap_root=root, rapl_read_text=read_text, cpu_tdp_w=100,
-                     cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0) as meter:
+    with EnergyMeter(
+        "denied",
+        nvml=False,
+        powercap_root=root,
+        rapl_read_text=read_text,
+        cpu_tdp_w=100,
+        cpu_seconds=cpu_clock([0.0, 1.0]),
+        pue=1.0,
+    ) as meter:
         pass
     rec = meter.record
     assert [c.method for c in rec.components] == [er.METHOD_TDP_UTIL]
@@ -265,11 +276,14 @@ def test_tdp_override_does_not_warn(monkeypatch):
     assert m.record.cpu_tdp_w == 155
 
 
-@pytest.mark.parametrize("brand,name,tdp", [
-    ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", "Intel Core i7-8700", 65),
-    ("AMD EPYC 7742 64-Core Processor", "AMD EPYC 7742", 225),
-    ("Intel(R) Xeon(R) CPU E5-2630 v4 @ 2.20GHz", "Intel Xeon E5-2630 v4", 85),
-])
+@pytest.mark.parametrize(
+    "brand,name,tdp",
+    [
+        ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", "Intel Core i7-8700", 65),
+        ("AMD EPYC 7742 64-Core Processor", "AMD EPYC 7742", 225),
+        ("Intel(R) Xeon(R) CPU E5-2630 v4 @ 2.20GHz", "Intel Xeon E5-2630 v4", 85),
+    ],
+)
 def test_tdp_lookup_real_brand_strings(brand, name, tdp):
     found = er.lookup_cpu_tdp(brand)
     assert (found.matched_name, found.tdp_w, found.match) == (name, tdp, "exact")
@@ -288,8 +302,9 @@ def test_bad_settings_raise_value_error():
 # record, sections, log
 def test_sections_marks_pue_and_co2():
     cpu = cpu_clock([0.0, 0.0, 2.0, 2.0, 2.0, 6.0, 6.0])  # start, s1 in/out, mark, s2 in/out, stop
-    with EnergyMeter("epochs", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu,
-                     pue=1.5, intensity="FR") as meter:
+    with EnergyMeter(
+        "epochs", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu, pue=1.5, intensity="FR"
+    ) as meter:
         with meter.section("epoch 1"):
             pass
         meter.mark("after 1")
@@ -316,8 +331,9 @@ def test_block_exception_propagates_and_is_noted():
 
 
 def _record(label: str):
-    with EnergyMeter(label, nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100,
-                     cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0) as m:
+    with EnergyMeter(
+        label, nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0
+    ) as m:
         pass
     return m.record
 
@@ -351,8 +367,25 @@ def test_csv_with_foreign_header_is_refused(tmp_path):
 def test_cli_measures_a_command_and_returns_its_exit_code(tmp_path, capsys):
     log = tmp_path / "log.csv"
     code = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\nsys.exit(3)"
-    rc = cli_main(["energy", "--log", str(log), "--cpu-tdp", "100", "--pue", "1.2", "--intensity", "FR",
-                   "--label", "spin", "--", sys.executable, "-c", code])
+    rc = cli_main(
+        [
+            "energy",
+            "--log",
+            str(log),
+            "--cpu-tdp",
+            "100",
+            "--pue",
+            "1.2",
+            "--intensity",
+            "FR",
+            "--label",
+            "spin",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ]
+    )
     assert rc == 3
     err = capsys.readouterr().err
     assert "estimated:tdp×utilisation" in err and "PUE 1.2" in err and "g/kWh" in err
@@ -371,7 +404,7 @@ def test_cli_missing_command(tmp_path, capsys):
 
 
 def test_measure_overhead_runs():
-    from waveflow.energy import measure_overhead
+    from waveflow.bench import measure_overhead
 
     res = measure_overhead(repeats=1, work_s=0.05)
     assert res.plain_s > 0 and res.metered_s > 0 and res.polling
@@ -392,3 +425,19 @@ def test_real_nvml_measures_gpu_work():
     assert {c.method for c in gpus} <= {er.METHOD_NVML_ENERGY, er.METHOD_NVML_POWER}
     watts = max(c.joules for c in gpus) / meter.record.wall_s
     assert 20 < watts < 1500, (watts, meter.record.notes)
+
+
+def test_cli_prints_meter_warnings_as_plain_notes(monkeypatch, capsys):
+    """A generic CPU brand is reported as one plain line, not a ``file:line`` warning into the package."""
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
+    assert cli_main(["energy", "--no-log", "--", sys.executable, "-c", "pass"]) == 0
+    err = capsys.readouterr().err
+    assert "python -m waveflow energy: note: EnergyMeter: generic brand 'AMD EPYC'" in err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_meter_warning_points_at_the_callers_line(monkeypatch):
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
+    with pytest.warns(UserWarning, match="generic brand") as caught:
+        EnergyMeter("x", nvml=False).start().stop()
+    assert caught[0].filename == __file__

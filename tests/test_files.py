@@ -1,4 +1,5 @@
 """atomic_write: the target is replaced whole or not at all."""
+
 from __future__ import annotations
 
 import os

@@ -1,12 +1,13 @@
 """FLOP counting: thop with WaveFlow rules agrees with aten and with the closed form."""
+
 from __future__ import annotations
 
 import pytest
 
 from waveflow.audio import HOP_LENGTH, SAMPLE_RATE
 from waveflow.cli import main
-from waveflow.config import PAPER_CONFIGS
 from waveflow.flops import COUNT_SAMPLES, count
+from waveflow.model import PAPER_CONFIGS
 
 
 def closed_form_macs(h: int, r: int, n_flows: int = 8, n_layers: int = 8, n_mels: int = 80) -> float:
@@ -14,7 +15,8 @@ def closed_form_macs(h: int, r: int, n_flows: int = 8, n_layers: int = 8, n_mels
     per_position = (
         r  # front 1x1, 1 -> r
         + n_layers * (9 * r * 2 * r + n_mels * 2 * r)  # dilated 3x3 r -> 2r, conditioning 80 -> 2r
-        + (n_layers - 1) * r * 2 * r + r * r  # res/skip 1x1 (the last layer: skip only)
+        + (n_layers - 1) * r * 2 * r
+        + r * r  # res/skip 1x1 (the last layer: skip only)
         + r * 2  # output 1x1 r -> 2
     )
     positions = COUNT_SAMPLES * (h - 1) // h  # the coupling net sees rows 0..h-2

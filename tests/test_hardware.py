@@ -1,11 +1,21 @@
 """GPU table, name lookup, the Table 1 energy formula, and Table 1 recomputed equal to the paper."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from waveflow.hardware import (GPUS_CSV, SING_MEASURED_KWH, Gpu, estimate_training_energy, load_gpus, load_table1,
-                               lookup_gpu, normalise_gpu_name, recompute_table1)
+from waveflow.energy.hardware import (
+    GPUS_CSV,
+    SING_MEASURED_KWH,
+    Gpu,
+    estimate_training_energy,
+    load_gpus,
+    load_table1,
+    lookup_gpu,
+    normalise_gpu_name,
+    recompute_table1,
+)
 
 # The paper's Table 1, as printed (kWh).
 PAPER_TABLE1 = {"FloWaveNet": 81.6, "GANSynth": 32.4, "SampleRNN": 42, "SING": 52, "WaveGAN": 24}
@@ -26,21 +36,46 @@ def test_bundled_table1_is_the_printed_one():
 
 def test_gpu_table_has_the_required_variants_with_sources():
     gpus = load_gpus()
-    for key in ("titan-x-maxwell", "titan-x-pascal", "titan-v", "p100-pcie", "p100-sxm2", "v100-pcie", "v100-sxm2",
-                "a100-pcie-40gb", "a100-sxm4", "h100-pcie", "h100-sxm", "rtx-2080-ti", "rtx-3090"):
+    for key in (
+        "titan-x-maxwell",
+        "titan-x-pascal",
+        "titan-v",
+        "p100-pcie",
+        "p100-sxm2",
+        "v100-pcie",
+        "v100-sxm2",
+        "a100-pcie-40gb",
+        "a100-sxm4",
+        "h100-pcie",
+        "h100-sxm",
+        "rtx-2080-ti",
+        "rtx-3090",
+    ):
         assert key in set(gpus.key)
     assert (gpus.source.str.len() > 10).all()
     assert gpus.key.is_unique
 
 
-@pytest.mark.parametrize("name, key, watts", [
-    ("V100", "v100-sxm2", 300), ("Tesla V100", "v100-sxm2", 300), ("v100", "v100-sxm2", 300),
-    ("Tesla V100-PCIE-16GB", "v100-pcie", 250), ("TITAN X", "titan-x-maxwell", 250),
-    ("NVIDIA TITAN X (Pascal)", "titan-x-pascal", 250), ("P100", "p100-pcie", 250), ("Tesla P100-SXM2-16GB", "p100-sxm2", 300),
-    ("TITAN V", "titan-v", 250), ("A100", "a100-sxm4", 400), ("NVIDIA A100-PCIE-40GB", "a100-pcie-40gb", 250),
-    ("H100", "h100-sxm", 700), ("NVIDIA H100 PCIe", "h100-pcie", 350), ("NVIDIA GeForce RTX 3090", "rtx-3090", 350),
-    ("GeForce RTX 2080 Ti", "rtx-2080-ti", 250),
-])
+@pytest.mark.parametrize(
+    "name, key, watts",
+    [
+        ("V100", "v100-sxm2", 300),
+        ("Tesla V100", "v100-sxm2", 300),
+        ("v100", "v100-sxm2", 300),
+        ("Tesla V100-PCIE-16GB", "v100-pcie", 250),
+        ("TITAN X", "titan-x-maxwell", 250),
+        ("NVIDIA TITAN X (Pascal)", "titan-x-pascal", 250),
+        ("P100", "p100-pcie", 250),
+        ("Tesla P100-SXM2-16GB", "p100-sxm2", 300),
+        ("TITAN V", "titan-v", 250),
+        ("A100", "a100-sxm4", 400),
+        ("NVIDIA A100-PCIE-40GB", "a100-pcie-40gb", 250),
+        ("H100", "h100-sxm", 700),
+        ("NVIDIA H100 PCIe", "h100-pcie", 350),
+        ("NVIDIA GeForce RTX 3090", "rtx-3090", 350),
+        ("GeForce RTX 2080 Ti", "rtx-2080-ti", 250),
+    ],
+)
 def test_lookup_resolves_common_names(name, key, watts):
     gpu = lookup_gpu(name)
     assert (gpu.key, gpu.tdp_w) == (key, watts)
@@ -67,8 +102,13 @@ def test_estimate_formula_and_inputs():
     assert estimate_training_energy("P100", 4, 52) == 52
     assert estimate_training_energy(Gpu("x", "x", 200.0), 2, 10, pue=1.5) == pytest.approx(6.0)
     assert estimate_training_energy(100, 1, 0) == 0
-    for kwargs, msg in [({"n_gpus": 0}, "n_gpus"), ({"n_gpus": 1.5}, "n_gpus"), ({"hours": -1}, "hours"),
-                        ({"hours": float("nan")}, "hours"), ({"pue": 0.9}, "pue")]:
+    for kwargs, msg in [
+        ({"n_gpus": 0}, "n_gpus"),
+        ({"n_gpus": 1.5}, "n_gpus"),
+        ({"hours": -1}, "hours"),
+        ({"hours": float("nan")}, "hours"),
+        ({"pue": 0.9}, "pue"),
+    ]:
         args = {"gpu": "V100", "n_gpus": 1, "hours": 1.0, **kwargs}
         with pytest.raises(ValueError, match=msg):
             estimate_training_energy(**args)

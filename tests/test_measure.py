@@ -1,4 +1,5 @@
 """E_train / E_gen measurement: what is metered, how it is labelled and extrapolated."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -6,9 +7,17 @@ import pytest
 import torch
 
 from waveflow import WaveFlow, WaveFlowConfig
-from waveflow.measure import (PAPER_BATCH, PAPER_SEGMENT, energy_mels, longest_clips, measure_inference, measure_training,
-                              measured_summary, rescale_schedule)
 from waveflow.energy import read_records
+from waveflow.experiments import (
+    PAPER_BATCH,
+    PAPER_SEGMENT,
+    energy_mels,
+    longest_clips,
+    measure_inference,
+    measure_training,
+    measured_summary,
+    rescale_schedule,
+)
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import read_metrics
 
@@ -16,9 +25,21 @@ TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permuta
 
 
 def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
-    row = measure_training("tiny", TINY, tmp_path / "run", steps=2, batch_size=1, segment=1024, data=LJSPEECH_MINI,
-                           epochs=2, warmup_steps=1, device="cpu", ct_update_interval=0.05, schedule_steps=1000,
-                           log=tmp_path / "energy.csv")
+    row = measure_training(
+        "tiny",
+        TINY,
+        tmp_path / "run",
+        steps=2,
+        batch_size=1,
+        segment=1024,
+        data=LJSPEECH_MINI,
+        epochs=2,
+        warmup_steps=1,
+        device="cpu",
+        ct_update_interval=0.05,
+        schedule_steps=1000,
+        log=tmp_path / "energy.csv",
+    )
     steps = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in steps] == [1, 2, 3]  # one warm-up step + two measured steps, one run
     measured = sum(r["seconds"] for r in steps[1:])
@@ -37,8 +58,17 @@ def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
 
 def test_unknown_schedule_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="r=8 has no paper schedule"):
-        measure_training("tiny", TINY, tmp_path / "run", steps=1, batch_size=1, segment=1024, data=LJSPEECH_MINI,
-                         epochs=1, device="cpu")
+        measure_training(
+            "tiny",
+            TINY,
+            tmp_path / "run",
+            steps=1,
+            batch_size=1,
+            segment=1024,
+            data=LJSPEECH_MINI,
+            epochs=1,
+            device="cpu",
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -62,8 +92,17 @@ def test_rescale_schedule_and_summary():
     inference = pd.DataFrame({"config": ["A"], "e_gen_wh": [3.0], "e_gen_label": ["y"]})
     quality = pd.DataFrame({"config": ["A"], "nll_nats": [0.1], "nll_bits": [0.14], "pred_mos": [3.0]})
     s = measured_summary(training, inference, quality)
-    assert s.iloc[0].to_dict() == {"config": "A", "params": 1, "nll_nats": 0.1, "nll_bits": 0.14, "pred_mos": 3.0,
-                                   "e_train_kwh": 2.0, "e_train_kwh_kind": "x", "e_gen_wh": 3.0, "e_gen_wh_kind": "y"}
+    assert s.iloc[0].to_dict() == {
+        "config": "A",
+        "params": 1,
+        "nll_nats": 0.1,
+        "nll_bits": 0.14,
+        "pred_mos": 3.0,
+        "e_train_kwh": 2.0,
+        "e_train_kwh_kind": "x",
+        "e_gen_wh": 3.0,
+        "e_gen_wh_kind": "y",
+    }
 
 
 def test_longest_clips_are_picked_from_headers():

@@ -1,12 +1,13 @@
 """WaveFlow model: parameter counts, invertibility, log-det, causality, input validation."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-
 from conftest import randomise_outputs, tiny_config
+
 from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
 from waveflow.audio import HOP_LENGTH, log_mel
 from waveflow.model import squeeze, unsqueeze
@@ -25,8 +26,13 @@ def test_parameter_counts_equal_the_paper(name):
 
 def test_paper_configs_are_the_papers_table2():
     got = {k: (c.n_height, c.res_channels, c.n_flows, c.n_layers) for k, c in PAPER_CONFIGS.items()}
-    assert got == {"WF1": (8, 64, 8, 8), "WF2": (16, 64, 8, 8), "WF3": (16, 96, 8, 8),
-                   "WF4": (16, 128, 8, 8), "WF5": (16, 256, 8, 8)}
+    assert got == {
+        "WF1": (8, 64, 8, 8),
+        "WF2": (16, 64, 8, 8),
+        "WF3": (16, 96, 8, 8),
+        "WF4": (16, 128, 8, 8),
+        "WF5": (16, 256, 8, 8),
+    }
 
 
 def test_squeeze_is_column_major_and_invertible():
@@ -146,13 +152,16 @@ def test_unsupported_height_is_rejected():
         WaveFlowConfig(n_height=12)
 
 
-@pytest.mark.parametrize("field,value,pattern", [
-    ("permutation", "shuffle", "permutation"),
-    ("upsample_scales", (16, 8), r"128 != 256"),
-    ("height_dilations", (1, 2), "8 positive dilations"),
-    ("res_channels", 0, "positive integer"),
-    ("sigma", -1.0, "sigma"),
-])
+@pytest.mark.parametrize(
+    "field,value,pattern",
+    [
+        ("permutation", "shuffle", "permutation"),
+        ("upsample_scales", (16, 8), r"128 != 256"),
+        ("height_dilations", (1, 2), "8 positive dilations"),
+        ("res_channels", 0, "positive integer"),
+        ("sigma", -1.0, "sigma"),
+    ],
+)
 def test_bad_config_values_are_rejected(field, value, pattern):
     with pytest.raises(ValueError, match=pattern):
         WaveFlowConfig(**{field: value})

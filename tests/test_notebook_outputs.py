@@ -1,4 +1,5 @@
 """The shipped figure data agree with the paper (guards against committing stale or wrong figures)."""
+
 from __future__ import annotations
 
 import pandas as pd

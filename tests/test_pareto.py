@@ -1,4 +1,5 @@
 """Non-dominated sorting and hypervolume against brute force, and the paper's Figure 2 result."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,10 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from waveflow.analysis.pareto import (
+    dominance_matrix,
+    dominated_by,
+    hypervolume,
+    hypervolume_contributions,
+    non_dominated_sort,
+    normalized_hypervolume,
+    pareto_front_from_csv,
+    pareto_mask,
+    pareto_rank,
+    pareto_table,
+    reference_point,
+)
 from waveflow.paths import DATA
-from waveflow.pareto import (dominance_matrix, dominated_by, hypervolume, hypervolume_contributions,
-                             non_dominated_sort, normalized_hypervolume, pareto_front_from_csv, pareto_mask,
-                             pareto_rank, pareto_table, reference_point)
 
 TABLE2 = DATA / "paper" / "table2.csv"
 
@@ -40,7 +51,7 @@ def brute_hypervolume(points, ref) -> float:
 
 def test_sorting_matches_brute_force_on_random_sets():
     rng = np.random.default_rng(0)
-    for trial in range(200):
+    for _ in range(200):
         n, m = int(rng.integers(1, 25)), int(rng.integers(1, 5))
         # Integer grid values make ties and exact duplicates common.
         pts = rng.integers(0, 5, size=(n, m)).astype(float)

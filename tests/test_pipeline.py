@@ -1,4 +1,5 @@
 """The papermill pipeline (reproduce) and the notebook-source check, on tiny temporary notebooks."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,15 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from waveflow.cli import main
-from waveflow.pipeline import (NOTEBOOKS, NotebookFailed, check_notebook, load_profile, parameters_for, reproduce,
-                               select_notebooks)
+from waveflow.pipeline import (
+    NOTEBOOKS,
+    NotebookFailed,
+    check_notebook,
+    load_profile,
+    parameters_for,
+    reproduce,
+    select_notebooks,
+)
 
 
 def make_notebook(path: Path, params: str, *body: str) -> Path:
@@ -44,8 +52,15 @@ def test_reproduce_runs_injects_and_renders(project):
     out = project / "build"
     lines = []
     with pytest.warns(UserWarning) as record:
-        runs = reproduce(project / "p.yaml", data=str(project), only=["01"], notebooks_dir=project / "notebooks",
-                         output_dir=out, progress_bar=False, log=lines.append)
+        runs = reproduce(
+            project / "p.yaml",
+            data=str(project),
+            only=["01"],
+            notebooks_dir=project / "notebooks",
+            output_dir=out,
+            progress_bar=False,
+            log=lines.append,
+        )
     messages = " ".join(str(w.message) for w in record)
     assert "'TYPO'" in messages and "'99_missing'" in messages
     assert [r.source.name for r in runs] == ["01_ok.ipynb"] and runs[0].html.exists()
@@ -61,11 +76,30 @@ def test_failing_notebook_stops_the_run_and_is_named(project, capsys):
     (project / "empty.yaml").write_text("{}\n")
     out = project / "build"
     with pytest.raises(NotebookFailed, match="01_ok.ipynb"):
-        reproduce(project / "empty.yaml", notebooks_dir=project / "notebooks", output_dir=out, progress_bar=False,
-                  html=False, log=lambda *_: None)
+        reproduce(
+            project / "empty.yaml",
+            notebooks_dir=project / "notebooks",
+            output_dir=out,
+            progress_bar=False,
+            html=False,
+            log=lambda *_: None,
+        )
     assert not (out / "02_other.ipynb").exists()
-    code = main(["reproduce", "--profile", str(project / "empty.yaml"), "--notebooks", str(project / "notebooks"),
-                 "--output", str(out), "--no-progress", "--no-html", "--only", "01"])
+    code = main(
+        [
+            "reproduce",
+            "--profile",
+            str(project / "empty.yaml"),
+            "--notebooks",
+            str(project / "notebooks"),
+            "--output",
+            str(out),
+            "--no-progress",
+            "--no-html",
+            "--only",
+            "01",
+        ]
+    )
     assert code == 1 and "notebook 01_ok.ipynb failed" in capsys.readouterr().err
 
 
@@ -103,7 +137,7 @@ def test_repository_notebooks_are_clean_and_profiles_match():
     stems = {p.stem for p in NOTEBOOKS.glob("*.ipynb")}
     for profile in ("quick", "paper"):
         prof = load_profile(profile)
-        for stem, params in prof.items():
+        for stem in prof:
             if stem == "shared" or stem not in stems:
                 continue
             assert parameters_for(NOTEBOOKS / f"{stem}.ipynb", prof)[1] == [], (profile, stem)

@@ -1,11 +1,12 @@
 """The figure helper writes three consistent files and refuses bad names/data."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from waveflow.plotting import save_figure
+from waveflow.analysis import save_figure
 
 
 def test_save_figure_writes_pdf_png_and_csv(tmp_path):

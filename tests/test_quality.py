@@ -1,4 +1,5 @@
 """waveflow.quality: NLL, mel distances, predicted MOS, per-clip evaluation and the evaluate CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -8,14 +9,24 @@ import librosa
 import numpy as np
 import pytest
 import torch
-
 from conftest import randomise_outputs, tiny_config
+
 from waveflow import WaveFlow
 from waveflow.audio import HOP_LENGTH, N_MELS, load_wav, log_mel, save_wav
 from waveflow.data import assign_splits
 from waveflow.paths import LJSPEECH_MINI
-from waveflow.quality import (MCD_SCALE, PRED_MOS_COLUMN, PRED_MOS_LABEL, evaluate_model, heldout_nll, log_mel_l1,
-                              mcd_from_log_mels, mel_cepstral_distortion, predicted_mos, summarize)
+from waveflow.quality import (
+    MCD_SCALE,
+    PRED_MOS_COLUMN,
+    PRED_MOS_LABEL,
+    evaluate_model,
+    heldout_nll,
+    log_mel_l1,
+    mcd_from_log_mels,
+    mel_cepstral_distortion,
+    predicted_mos,
+    summarize,
+)
 
 CLIP = LJSPEECH_MINI / "wavs" / "LJ001-0002.wav"
 
@@ -58,7 +69,7 @@ def test_mcd_follows_its_formula_and_ignores_overall_level():
 
 
 def test_distances_align_to_the_shorter_signal(clip):
-    assert log_mel_l1(clip, clip[:-3 * HOP_LENGTH]) == pytest.approx(0.0, abs=0.05)
+    assert log_mel_l1(clip, clip[: -3 * HOP_LENGTH]) == pytest.approx(0.0, abs=0.05)
     with pytest.raises(ValueError, match="estimate"):
         log_mel_l1(clip, torch.full_like(clip, float("nan")))
 
@@ -103,7 +114,9 @@ def test_heldout_nll_weights_clips_by_their_length(model, clip):
     a, b = heldout_nll(model, [short]), heldout_nll(model, [long])
     both = heldout_nll(model, [("s", short), ("l", long)])
     assert a["n_samples"] == 8 * HOP_LENGTH
-    assert both["nats_per_sample"] == pytest.approx((a["nats_per_sample"] * 8 + b["nats_per_sample"] * 24) / 32, rel=1e-6)
+    assert both["nats_per_sample"] == pytest.approx(
+        (a["nats_per_sample"] * 8 + b["nats_per_sample"] * 24) / 32, rel=1e-6
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,8 +150,22 @@ def test_evaluate_model_with_a_perfect_synthesizer_and_mos(model):
 
 def test_summary_weights_nll_by_samples_and_averages_the_rest():
     rows = [
-        {"clip_id": "a", "duration_s": 1.0, "n_samples": 100, "nll_nats_per_sample": 1.0, "nll_bits_per_sample": 0, "mcd_db": 2.0},
-        {"clip_id": "b", "duration_s": 3.0, "n_samples": 300, "nll_nats_per_sample": 2.0, "nll_bits_per_sample": 0, "mcd_db": float("nan")},
+        {
+            "clip_id": "a",
+            "duration_s": 1.0,
+            "n_samples": 100,
+            "nll_nats_per_sample": 1.0,
+            "nll_bits_per_sample": 0,
+            "mcd_db": 2.0,
+        },
+        {
+            "clip_id": "b",
+            "duration_s": 3.0,
+            "n_samples": 300,
+            "nll_nats_per_sample": 2.0,
+            "nll_bits_per_sample": 0,
+            "mcd_db": float("nan"),
+        },
     ]
     s = summarize(rows)
     assert s["clip_id"] == "SUMMARY" and s["n_samples"] == 400 and s["duration_s"] == 4.0
@@ -150,8 +177,8 @@ def test_summary_weights_nll_by_samples_and_averages_the_rest():
 # ------------------------------------------------------------------------------------------
 # CLI
 def test_evaluate_cli_writes_clip_and_summary_rows(tmp_path, model, clip):
-    from waveflow.checkpoint import save_checkpoint
     from waveflow.cli import main
+    from waveflow.model import save_checkpoint
 
     data = tmp_path / "data"
     (data / "wavs").mkdir(parents=True)
@@ -162,8 +189,25 @@ def test_evaluate_cli_writes_clip_and_summary_rows(tmp_path, model, clip):
     validation = [i for i, s in assign_splits(ids).items() if s == "validation"]
     ckpt = save_checkpoint(tmp_path / "tiny.pt", model, None, step=7)
     out = tmp_path / "results.csv"
-    code = main(["evaluate", "--checkpoint", str(ckpt), str(ckpt), "--data", str(data), "--split", "validation",
-                 "--sigma", "0.6", "--out", str(out), "--no-mos", "--device", "cpu"])
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            str(ckpt),
+            "--data",
+            str(data),
+            "--split",
+            "validation",
+            "--sigma",
+            "0.6",
+            "--out",
+            str(out),
+            "--no-mos",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["clip_id"] for r in rows] == validation + ["SUMMARY"] + validation + ["SUMMARY"]

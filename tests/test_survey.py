@@ -1,16 +1,38 @@
 """Our survey (Figure 1 data): validation and the counts documented in data/survey/papers.md."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from waveflow.survey import COMPLEXITY, MEASURES, QUALITY, SURVEY_CSV, count_measures, load_survey, papers_with_training_details
+from waveflow.analysis.survey import (
+    COMPLEXITY,
+    MEASURES,
+    QUALITY,
+    SURVEY_CSV,
+    count_measures,
+    load_survey,
+    papers_with_training_details,
+)
 
 # papers.md "Totals": all 30 rows / the 21 rows with verified == "yes".
-TOTALS = {"mos": (24, 20), "cmos_or_preference": (8, 5), "inception_score": (3, 1), "fid_or_fad": (5, 4),
-          "ndb": (2, 1), "log_likelihood": (5, 3), "spectral_distance": (7, 4), "pesq_or_stoi": (2, 2),
-          "other_quality": (10, 4), "n_params": (14, 10), "training_time": (11, 5), "inference_speed": (23, 18),
-          "flops": (5, 5), "hardware_reported": (27, 19), "energy": (0, 0)}
+TOTALS = {
+    "mos": (24, 20),
+    "cmos_or_preference": (8, 5),
+    "inception_score": (3, 1),
+    "fid_or_fad": (5, 4),
+    "ndb": (2, 1),
+    "log_likelihood": (5, 3),
+    "spectral_distance": (7, 4),
+    "pesq_or_stoi": (2, 2),
+    "other_quality": (10, 4),
+    "n_params": (14, 10),
+    "training_time": (11, 5),
+    "inference_speed": (23, 18),
+    "flops": (5, 5),
+    "hardware_reported": (27, 19),
+    "energy": (0, 0),
+}
 
 
 def test_counts_match_the_documented_totals():

@@ -1,16 +1,16 @@
 """Fast synthesis equals the reference inverse; folding weight norm keeps the model intact."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import randomise_outputs, tiny_config
+
 from waveflow import WaveFlow
 from waveflow.audio import HOP_LENGTH, load_wav, log_mel
-from waveflow.checkpoint import save_checkpoint
 from waveflow.cli import main
+from waveflow.model import FastSynthesizer, fold_weight_norm, save_checkpoint, synthesize
 from waveflow.paths import LJSPEECH_MINI
-from waveflow.synthesis import FastSynthesizer, fold_weight_norm, synthesize
 
 
 @pytest.mark.parametrize("h", [8, 16, 32, 64])
@@ -55,8 +55,10 @@ def test_synthesize_cli_resynthesises_bundled_clips_keeping_their_length(tmp_pat
     ckpt = save_checkpoint(tmp_path / "model.pt", tiny_model, None, step=7)
     wavs = [LJSPEECH_MINI / "wavs" / n for n in ("LJ001-0002.wav", "LJ001-0008.wav")]
     out = tmp_path / "out"
-    assert main(["synthesize", "--checkpoint", str(ckpt), "--wav", *map(str, wavs), "--out", str(out),
-                 "--sigma", "0.5"]) == 0
+    assert (
+        main(["synthesize", "--checkpoint", str(ckpt), "--wav", *map(str, wavs), "--out", str(out), "--sigma", "0.5"])
+        == 0
+    )
     for wav in wavs:
         original, _ = load_wav(wav)
         audio, sr = load_wav(out / wav.name)
@@ -70,6 +72,7 @@ def test_synthesize_cli_rejects_bad_inputs(tmp_path, tiny_model, capsys):
     assert "at least one --wav or --mel" in capsys.readouterr().err
     bad = tmp_path / "m.npy"
     import numpy as np
+
     np.save(bad, np.zeros((64, 5), dtype=np.float32))
     assert main(["synthesize", "--checkpoint", str(ckpt), "--mel", str(bad), "--out", str(tmp_path)]) == 2
     assert "expected shape (80, frames)" in capsys.readouterr().err
@@ -81,3 +84,17 @@ def test_synthesizer_leaves_the_callers_model_trainable(tiny_model):
     assert all(before) and all(p.requires_grad for p in tiny_model.parameters())
     own = sum(p.numel() for p in synth.parameters())
     assert own < 1.5 * tiny_model.num_parameters()  # the reference model is not a submodule
+
+
+def test_synthesize_cli_out_wav_with_one_input_names_the_file(tmp_path, tiny_model):
+    ckpt = save_checkpoint(tmp_path / "model.pt", tiny_model, None, step=0)
+    wav = LJSPEECH_MINI / "wavs" / "LJ001-0002.wav"
+    out = tmp_path / "sub" / "o.wav"
+    assert main(["synthesize", "--checkpoint", str(ckpt), "--wav", str(wav), "--out", str(out)]) == 0
+    assert out.is_file(), "a single input with --out *.wav must write that file, not a folder"
+    assert load_wav(out)[1] == 22_050
+    # two inputs: --out stays a folder, even when it ends in .wav
+    two = tmp_path / "two.wav"
+    wavs = [str(LJSPEECH_MINI / "wavs" / n) for n in ("LJ001-0002.wav", "LJ001-0008.wav")]
+    assert main(["synthesize", "--checkpoint", str(ckpt), "--wav", *wavs, "--out", str(two)]) == 0
+    assert (two / "LJ001-0002.wav").is_file() and (two / "LJ001-0008.wav").is_file()

@@ -1,4 +1,5 @@
 """Training: smoke test of the real entry point, exact resume, atomic checkpoints, divergence."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,8 @@ import os
 import pytest
 import torch
 
-from waveflow.checkpoint import load_checkpoint, save_checkpoint
 from waveflow.cli import main
-from waveflow.config import WaveFlowConfig
+from waveflow.model import WaveFlowConfig, load_checkpoint, save_checkpoint
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import TrainConfig, TrainingDiverged, read_metrics, train
 
@@ -18,17 +18,54 @@ TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permuta
 
 
 def tiny_run(out, steps, **kw) -> TrainConfig:
-    opts = dict(model=TINY, data=str(LJSPEECH_MINI), out=str(out), steps=steps, batch_size=2, segment=2048,
-                val_every=0, val_clips=1, val_samples=4096, device="cpu", seed=3)
+    opts = dict(
+        model=TINY,
+        data=str(LJSPEECH_MINI),
+        out=str(out),
+        steps=steps,
+        batch_size=2,
+        segment=2048,
+        val_every=0,
+        val_clips=1,
+        val_samples=4096,
+        device="cpu",
+        seed=3,
+    )
     opts.update(kw)
     return TrainConfig(**opts)
 
 
 def test_train_cli_smoke_on_bundled_data(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["train", "--config", "WF1", "--res-channels", "8", "--n-layers", "2", "--n-flows", "2",
-               "--steps", "3", "--batch-size", "2", "--segment", "2048", "--val-every", "2",
-               "--val-clips", "1", "--val-samples", "4096", "--out", str(out), "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "--config",
+            "WF1",
+            "--res-channels",
+            "8",
+            "--n-layers",
+            "2",
+            "--n-flows",
+            "2",
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--segment",
+            "2048",
+            "--val-every",
+            "2",
+            "--val-clips",
+            "1",
+            "--val-samples",
+            "4096",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert "step 3: train loss" in capsys.readouterr().out
     train_records = read_metrics(out / "metrics.jsonl")
@@ -79,6 +116,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
 
 def _model_from(payload):
     from waveflow.model import WaveFlow
+
     model = WaveFlow(WaveFlowConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["model"])
     opt = torch.optim.Adam(model.parameters())
@@ -107,9 +145,11 @@ def test_training_reduces_validation_nll(tmp_path):
     from waveflow.data import LJSpeech
     from waveflow.model import WaveFlow
     from waveflow.train import validation_nll
+
     torch.manual_seed(cfg.seed)
-    before = validation_nll(WaveFlow(cfg.model), LJSpeech(cfg.data, "validation", segment=4096, n_height=8),
-                            cfg.val_clips, cfg.val_samples)
+    before = validation_nll(
+        WaveFlow(cfg.model), LJSpeech(cfg.data, "validation", segment=4096, n_height=8), cfg.val_clips, cfg.val_samples
+    )
     result = train(cfg, progress=False)
     print(f"validation NLL {before:.3f} -> {result.final_val_nll:.3f} nats/sample")
     assert result.final_val_nll < before - 0.3, (before, result.final_val_nll)

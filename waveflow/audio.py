@@ -12,6 +12,7 @@ that starts half a hop in, so the conditioning of sample ``s`` comes mostly from
 log_mel(audio))`` needs no trimming, and ``model.infer(log_mel(audio))`` returns
 ``HOP_LENGTH * (frames - 1)`` samples, i.e. exactly ``T`` when ``T`` is a multiple of the hop.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ SAMPLE_RATE = 22_050  # Hz, LJSpeech's native rate
 N_FFT = 1024  # STFT size (46 ms at 22.05 kHz)
 HOP_LENGTH = 256  # samples between frames; the upsampler's total stride
 WIN_LENGTH = 1024  # Hann window length, equal to N_FFT
-N_MELS = 80  # mel bins
+N_MELS = 80
 F_MIN = 0.0  # Hz, lowest mel filter edge
 F_MAX = 8_000.0  # Hz, highest mel filter edge (speech has little energy above)
 LOG_FLOOR = 1e-5  # magnitudes are clamped here before the natural log (log(1e-5) = -11.51)
@@ -50,6 +51,22 @@ def mel_basis(device: torch.device | str = "cpu", dtype: torch.dtype = torch.flo
 def num_frames(num_samples: int) -> int:
     """Frames ``log_mel`` gives for ``num_samples`` samples (centred STFT)."""
     return num_samples // HOP_LENGTH + 1
+
+
+def whole_hops(num_samples: int) -> int:
+    """``num_samples`` rounded down to a whole number of hops: the longest crop whose log-mel frames
+    line up with the model's output exactly (``model(audio, log_mel(audio))`` needs no trimming)."""
+    return num_samples - num_samples % HOP_LENGTH
+
+
+def samples_for(seconds: float, min_hops: int = 1) -> int:
+    """Samples in ``seconds`` of audio, rounded to the nearest whole hop (at least ``min_hops``).
+
+    This is how every experiment turns a length in seconds into a synthesis length: the mel of
+    ``samples_for(s)`` samples has ``samples_for(s) // HOP_LENGTH + 1`` frames and synthesises to
+    exactly ``samples_for(s)`` samples.
+    """
+    return HOP_LENGTH * max(min_hops, round(seconds * SAMPLE_RATE / HOP_LENGTH))
 
 
 def log_mel(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -82,8 +99,14 @@ def log_mel(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     x2 = x2.to(dtype)
     window = torch.hann_window(WIN_LENGTH, device=x2.device, dtype=dtype)
     spec = torch.stft(
-        x2, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=window,
-        center=True, pad_mode="reflect", return_complex=True,
+        x2,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=WIN_LENGTH,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
     )
     magnitude = spec.abs()  # magnitude, not power
     mel = torch.matmul(mel_basis(x2.device, dtype), magnitude)

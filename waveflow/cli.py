@@ -1,55 +1,83 @@
-"""Command-line interface: ``python -m waveflow <command> [options]``.
+"""Command-line interface: ``waveflow <command> [options]`` (or ``python -m waveflow <command>``).
 
-Each command lives in the module that implements it and registers here through a small
-``add_arguments(parser)`` / ``run(args) -> int`` pair, imported lazily so that ``params`` does not
-pay for importing the training or energy stack.
+:data:`COMMANDS` is the whole table, written out: command -> (module, argument builder, handler,
+one-line help). A command's module is imported only when that command runs, so ``params`` does
+not pay for importing the training or energy stack, and nothing is found by naming convention.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from dataclasses import dataclass
 
-# command -> (module, one-line help). Modules define add_arguments(parser) and run(args) -> int.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "params": ("waveflow.cli", "table of the paper's configurations and their parameter counts"),
+
+@dataclass(frozen=True)
+class Command:
+    """One command: the module that implements it, the names of its two functions, and its help."""
+
+    module: str
+    add_arguments: str
+    run: str
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "params": Command(
+        "waveflow.cli",
+        "add_params_arguments",
+        "run_params",
+        "table of the paper's configurations and their parameter counts",
+    ),
+    "train": Command("waveflow.train", "add_arguments", "run", "train a WaveFlow model on an LJSpeech-format folder"),
+    "synthesize": Command(
+        "waveflow.model.synthesis", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
+    ),
+    "evaluate": Command(
+        "waveflow.quality",
+        "add_evaluate_arguments",
+        "run_evaluate",
+        "quality measures (NLL, mel distances, predicted MOS) of checkpoints",
+    ),
+    "flops": Command("waveflow.flops", "add_arguments", "run", "multiply-accumulates and FLOPs per second of audio"),
+    "energy": Command(
+        "waveflow.energy.cli", "add_arguments", "run", "measure the energy of any command: energy -- CMD [ARGS...]"
+    ),
+    "reproduce": Command(
+        "waveflow.pipeline", "add_reproduce_arguments", "run_reproduce", "run the numbered notebooks with papermill"
+    ),
+    "check-notebooks": Command(
+        "waveflow.pipeline",
+        "add_check_notebooks_arguments",
+        "run_check_notebooks",
+        "check notebook sources carry no outputs",
+    ),
+    "bench": Command(
+        "waveflow.bench", "add_arguments", "run", "benchmarks: synthesis speed vs peak, metering overhead"
+    ),
 }
-
-
-def _register(name: str, module: str, help_text: str) -> None:
-    COMMANDS[name] = (module, help_text)
-
-
-# Commands implemented in other modules (registered whether or not they are imported yet).
-for _name, _module, _help in (
-    ("train", "waveflow.train", "train a WaveFlow model on an LJSpeech-format folder"),
-    ("synthesize", "waveflow.synthesis", "synthesise audio from wavs or mels with a checkpoint"),
-    ("evaluate", "waveflow.quality", "quality measures (NLL, mel distances, predicted MOS) of checkpoints"),
-    ("flops", "waveflow.flops", "multiply-accumulates and FLOPs per second of audio"),
-    ("energy", "waveflow.energy", "measure the energy of any command: energy -- CMD [ARGS...]"),
-    ("reproduce", "waveflow.pipeline", "run the numbered notebooks with papermill"),
-    ("check-notebooks", "waveflow.pipeline", "check notebook sources carry no outputs"),
-    ("bench", "waveflow.bench", "benchmarks: synthesis speed vs peak, metering overhead"),
-):
-    _register(_name, _module, _help)
 
 
 # ------------------------------------------------------------------------------------------
 # params
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_params_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``params``."""
     parser.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default: table)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_params(args: argparse.Namespace) -> int:
     """Print the paper's configurations with their parameter counts."""
-    from .config import PAPER
-    from .model import WaveFlow
+    import torch
+
+    from .model import PAPER, WaveFlow
 
     rows = []
     for name, paper in PAPER.items():
         cfg = paper.config
-        rows.append((name, cfg.n_height, cfg.res_channels, WaveFlow(cfg).num_parameters(), paper.paper_params_millions))
+        with torch.device("meta"):  # counting only
+            n = WaveFlow(cfg).num_parameters()
+        rows.append((name, cfg.n_height, cfg.res_channels, n, paper.paper_params_millions))
     if args.format == "csv":
         print("config,h,r,params")
         for name, h, r, n, _ in rows:
@@ -63,36 +91,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per command (options added lazily)."""
-    parser = argparse.ArgumentParser(prog="python -m waveflow", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "waveflow") -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command (their options are added on dispatch)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text)
+    for name, command in COMMANDS.items():
+        sub.add_parser(name, help=command.help, description=command.help)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point: parse, dispatch, and turn expected errors into a one-line message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    top = build_parser()
+    prog = prog or "waveflow"
+    top = build_parser(prog)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             top.print_usage(sys.stderr)
-            print(f"python -m waveflow: error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+            print(f"{prog}: error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
         top.print_help()
         return 0
     name, rest = argv[0], argv[1:]
-    module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"python -m waveflow {name}", description=help_text)
-    adder = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
-    runner = getattr(module, f"run_{name.replace('-', '_')}", None) or module.run
-    adder(parser)
+    command = COMMANDS[name]
+    module = importlib.import_module(command.module)
+    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=command.help)
+    getattr(module, command.add_arguments)(parser)
     args = parser.parse_args(rest)
     try:
-        return int(runner(args) or 0)
+        return int(getattr(module, command.run)(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"python -m waveflow {name}: error: {exc}", file=sys.stderr)
+        print(f"{prog} {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -4,12 +4,13 @@ The content goes to a temporary file in the target's folder (same file system, s
 atomic), is flushed to disk, and is then renamed over the target: after a crash the target is
 either the previous complete file or the new complete file, never a truncated one.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> Path:

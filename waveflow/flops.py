@@ -17,6 +17,7 @@ Directions: ``density`` is one parallel pass of the flow (the forward half of a 
 a backward pass costs about twice that again); ``synthesis`` is the cached row-by-row inverse of
 :mod:`waveflow.synthesis`, which does the same convolution work spread over h - 1 row steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,7 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from .audio import HOP_LENGTH, SAMPLE_RATE
-from .config import PAPER_CONFIGS, WaveFlowConfig
-from .model import WaveFlow
-from .synthesis import FastSynthesizer
+from .model import PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config
 
 COUNT_SAMPLES = HOP_LENGTH * 86  # 22,016 samples, about one second
 DIRECTIONS = ("density", "synthesis")
@@ -106,7 +105,9 @@ def count(config: WaveFlowConfig, direction: str, name: str = "custom") -> FlopC
     return FlopCount(name, direction, macs * scale, 2 * macs * scale, reference * scale)
 
 
-def flops_table(configs: dict[str, WaveFlowConfig] | None = None, directions: tuple[str, ...] = DIRECTIONS) -> pd.DataFrame:
+def flops_table(
+    configs: dict[str, WaveFlowConfig] | None = None, directions: tuple[str, ...] = DIRECTIONS
+) -> pd.DataFrame:
     """One row per (config, direction) with thop MACs/FLOPs and the aten cross-check."""
     configs = PAPER_CONFIGS if configs is None else configs
     rows = []
@@ -122,14 +123,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``flops``."""
     parser.add_argument("--format", choices=("table", "csv"), default="table", help="output format (table)")
     parser.add_argument("--config", nargs="*", default=None, help="paper configs to count (default: WF1..WF5)")
-    parser.add_argument("--direction", choices=DIRECTIONS, nargs="*", default=list(DIRECTIONS),
-                        help="density (training direction) and/or synthesis (default: both)")
+    parser.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        nargs="*",
+        default=list(DIRECTIONS),
+        help="density (training direction) and/or synthesis (default: both)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print MACs and FLOPs per second of audio."""
-    from .config import get_config
-
     names = args.config or list(PAPER_CONFIGS)
     configs = {n.upper(): get_config(n) for n in names}
     table = flops_table(configs, tuple(args.direction))
@@ -139,9 +143,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{'config':<7}{'direction':<11}{'GMAC/s audio':>14}{'GFLOP/s audio':>15}{'aten GFLOP':>12}{'diff':>8}")
     for row in table.itertuples():
-        print(f"{row.config:<7}{row.direction:<11}{row.macs_per_audio_second / 1e9:>14.2f}"
-              f"{row.flops_per_audio_second / 1e9:>15.2f}{row.aten_flops_per_audio_second / 1e9:>12.2f}"
-              f"{100 * row.relative_difference:>7.2f}%")
-    print("Per second of 22.05 kHz audio; convolutions and matmuls only; FLOPs = 2 x MACs (thop), "
-          "cross-checked against torch FlopCounterMode.")
+        print(
+            f"{row.config:<7}{row.direction:<11}{row.macs_per_audio_second / 1e9:>14.2f}"
+            f"{row.flops_per_audio_second / 1e9:>15.2f}{row.aten_flops_per_audio_second / 1e9:>12.2f}"
+            f"{100 * row.relative_difference:>7.2f}%"
+        )
+    print(
+        "Per second of 22.05 kHz audio; convolutions and matmuls only; FLOPs = 2 x MACs (thop), "
+        "cross-checked against torch FlopCounterMode."
+    )
     return 0

@@ -6,6 +6,7 @@ variables: ``WAVEFLOW_FIGURES`` (default ``figures/``) and ``WAVEFLOW_RESULTS`` 
 ``build/results/``). ``make test`` points both into ``build/test-outputs/`` so that running the
 notebooks at their tiny test defaults never overwrites the figures a full ``make reproduce`` made.
 """
+
 from __future__ import annotations
 
 import os

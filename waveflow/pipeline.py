@@ -6,13 +6,13 @@ writes the executed copies and their HTML renderings to ``build/notebooks/``, an
 failure so that a broken step is never hidden by later ones. ``check-notebooks`` guards the other
 direction: sources in git carry no outputs, so diffs stay readable and nbval runs from a clean state.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+from .energy import readers
+from .energy.record import git_commit
+from .files import atomic_write
 from .paths import BUILD, PARAMS, ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -46,7 +50,9 @@ class NotebookFailed(RuntimeError):
     def __init__(self, notebook: Path, output: Path, cause: BaseException):
         self.notebook, self.output, self.cause = notebook, output, cause
         first = str(cause).strip().splitlines()
-        super().__init__(f"notebook {notebook.name} failed (executed copy: {output}): {first[-1] if first else type(cause).__name__}")
+        super().__init__(
+            f"notebook {notebook.name} failed (executed copy: {output}): {first[-1] if first else type(cause).__name__}"
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -61,7 +67,9 @@ def load_profile(profile: str | Path, params_dir: Path = PARAMS) -> dict[str, An
         raise FileNotFoundError(f"profile {str(profile)!r}: {path} does not exist; expected one of {choices}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) or v is None for v in data.values()):
-        raise ValueError(f"{path}: expected a mapping of notebook stem -> {{PARAMETER: value}}, got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a mapping of notebook stem -> {{PARAMETER: value}}, got {type(data).__name__}"
+        )
     return {k: dict(v or {}) for k, v in data.items()}
 
 
@@ -72,7 +80,9 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return {name: info.get("default") for name, info in papermill.inspect_notebook(str(notebook)).items()}
 
 
-def parameters_for(notebook: Path, profile: dict[str, Any], extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+def parameters_for(
+    notebook: Path, profile: dict[str, Any], extra: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """What to inject into ``notebook``: only names it declares.
 
     Returns:
@@ -97,7 +107,9 @@ def select_notebooks(notebooks_dir: Path = NOTEBOOKS, only: list[str] | None = N
     wanted = [w.strip() for item in only for w in str(item).split(",") if w.strip()]
     chosen = [p for p in found if any(p.stem == w or p.stem.split("_", 1)[0] == w.zfill(2) for w in wanted)]
     if not chosen:
-        raise ValueError(f"--only {','.join(wanted)}: no notebook matches; expected numbers or stems among {[p.stem for p in found]}")
+        raise ValueError(
+            f"--only {','.join(wanted)}: no notebook matches; expected numbers or stems among {[p.stem for p in found]}"
+        )
     return chosen
 
 
@@ -109,12 +121,13 @@ def render_html(executed: Path) -> Path:
 
     body, _ = HTMLExporter().from_filename(str(executed))
     out = executed.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
+    atomic_write(out, lambda p: Path(p).write_text(body, encoding="utf-8"), suffix=".html")
     return out
 
 
-def run_notebook(source: Path, output_dir: Path, parameters: dict[str, Any], progress_bar: bool = True,
-                 html: bool = True) -> NotebookRun:
+def run_notebook(
+    source: Path, output_dir: Path, parameters: dict[str, Any], progress_bar: bool = True, html: bool = True
+) -> NotebookRun:
     """Execute one notebook with papermill into ``output_dir`` (kernel cwd = the notebook's folder).
 
     Raises:
@@ -126,17 +139,26 @@ def run_notebook(source: Path, output_dir: Path, parameters: dict[str, Any], pro
     output = output_dir / source.name
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=parameters, progress_bar=progress_bar,
-                                   cwd=str(source.parent))
+        papermill.execute_notebook(
+            str(source), str(output), parameters=parameters, progress_bar=progress_bar, cwd=str(source.parent)
+        )
     except Exception as exc:  # papermill raises PapermillExecutionError, kernels may raise others
         raise NotebookFailed(source, output, exc) from exc
     seconds = time.perf_counter() - start
     return NotebookRun(source, output, parameters, seconds, render_html(output) if html else None)
 
 
-def reproduce(profile: str | Path = "quick", data: str | None = None, only: list[str] | None = None,
-              notebooks_dir: Path = NOTEBOOKS, output_dir: Path = OUTPUT, params_dir: Path = PARAMS,
-              progress_bar: bool = True, html: bool = True, log=print) -> list[NotebookRun]:
+def reproduce(
+    profile: str | Path = "quick",
+    data: str | None = None,
+    only: list[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS,
+    output_dir: Path = OUTPUT,
+    params_dir: Path = PARAMS,
+    progress_bar: bool = True,
+    html: bool = True,
+    log=print,
+) -> list[NotebookRun]:
     """Run the selected notebooks in order with the profile's parameters; stop at the first failure.
 
     Args:
@@ -155,8 +177,11 @@ def reproduce(profile: str | Path = "quick", data: str | None = None, only: list
     for i, nb in enumerate(notebooks, start=1):
         params, ignored = parameters_for(nb, prof, extra)
         for name in ignored:
-            warnings.warn(f"{nb.name}: parameter {name!r} from profile {str(profile)!r} is not declared in its "
-                          "parameters cell; not injected", stacklevel=2)
+            warnings.warn(
+                f"{nb.name}: parameter {name!r} from profile {str(profile)!r} is not declared in its "
+                "parameters cell; not injected",
+                stacklevel=2,
+            )
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
         log(f"[{i}/{len(notebooks)}] {nb.name} ({shown})")
         run = run_notebook(nb, Path(output_dir), params, progress_bar=progress_bar, html=html)
@@ -168,12 +193,27 @@ def reproduce(profile: str | Path = "quick", data: str | None = None, only: list
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``reproduce``."""
-    parser.add_argument("--profile", default="quick", help="parameter profile: params/<PROFILE>.yaml, e.g. quick or paper (default: quick)")
-    parser.add_argument("--data", default=None, help="LJSpeech-format folder, injected as DATA into notebooks that declare it")
-    parser.add_argument("--only", action="append", default=None, metavar="NN",
-                        help="run only these notebooks (number like 02 or full stem; repeat or comma-separate)")
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        help="parameter profile: params/<PROFILE>.yaml, e.g. quick or paper (default: quick)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="LJSpeech-format folder, injected as DATA into notebooks that declare it"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NN",
+        help="run only these notebooks (number like 02 or full stem; repeat or comma-separate)",
+    )
     parser.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of NN_*.ipynb sources (default: notebooks)")
-    parser.add_argument("--output", default=str(OUTPUT), help=f"folder for executed notebooks and HTML (default: {OUTPUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--output",
+        default=str(OUTPUT),
+        help=f"folder for executed notebooks and HTML (default: {OUTPUT.relative_to(ROOT)})",
+    )
     parser.add_argument("--no-html", action="store_true", help="skip rendering executed notebooks to HTML")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
 
@@ -189,8 +229,15 @@ def run_reproduce(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", UserWarning)
         warnings.showwarning = one_line  # restored when the block exits
         try:
-            runs = reproduce(args.profile, data=args.data, only=args.only, notebooks_dir=Path(args.notebooks),
-                             output_dir=Path(args.output), progress_bar=not args.no_progress, html=not args.no_html)
+            runs = reproduce(
+                args.profile,
+                data=args.data,
+                only=args.only,
+                notebooks_dir=Path(args.notebooks),
+                output_dir=Path(args.output),
+                progress_bar=not args.no_progress,
+                html=not args.no_html,
+            )
         except NotebookFailed as exc:
             print(f"python -m waveflow reproduce: error: {exc}", file=sys.stderr)
             return 1
@@ -232,8 +279,11 @@ def run_check_notebooks(args: argparse.Namespace) -> int:
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
-        print(f"check-notebooks: {len(problems)} problem(s); clear outputs (Jupyter: Edit > Clear All Outputs) "
-              "and tag the parameters cell", file=sys.stderr)
+        print(
+            f"check-notebooks: {len(problems)} problem(s); clear outputs (Jupyter: Edit > Clear All Outputs) "
+            "and tag the parameters cell",
+            file=sys.stderr,
+        )
         return 1
     print(f"check-notebooks: {len(paths)} notebook(s) clean")
     return 0
@@ -242,9 +292,7 @@ def run_check_notebooks(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------
 def environment_info() -> dict[str, str]:
     """Versions and hardware for the last cell of every notebook, so a figure can be traced to a run."""
-    import waveflow
-
-    info = {"python": platform.python_version(), "waveflow": waveflow.__version__}
+    info = {"python": platform.python_version(), "waveflow": __version__}
     try:
         import torch
 
@@ -252,15 +300,8 @@ def environment_info() -> dict[str, str]:
         info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
     except ImportError:
         info["torch"], info["gpu"] = "not installed", "unknown"
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10)
-        info["git"] = sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if sha.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        info["git"] = "unknown"
-    from .energy_readers import cpu_brand  # the brand the energy meter reports, read the same way
-
-    info["cpu"] = f"{cpu_brand()} ({os.cpu_count()} logical cores)"
+    info["git"] = git_commit(short=True, dirty=True) or "unknown"
+    # the brand the energy meter reports, read the same way
+    info["cpu"] = f"{readers.cpu_brand()} ({os.cpu_count()} logical cores)"
     info["platform"] = platform.platform()
     return info

@@ -15,6 +15,7 @@ cannot run a panel, so every model we train is scored with three proxies instead
 ``python -m waveflow evaluate`` runs all of them on checkpoints and writes one CSV row per clip
 plus a ``SUMMARY`` row per checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,17 +24,21 @@ import hashlib
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import librosa
 import numpy as np
 import scipy.fft
 import torch
 
-from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
+from .audio import SAMPLE_RATE, log_mel, whole_hops
 from .data import LJSpeech, Utterance
+from .devices import resolve_device
 from .files import atomic_write
+from .model import FastSynthesizer, load_checkpoint, synthesize
+from .paths import LJSPEECH_MINI
 
 PRED_MOS_LABEL = "predicted MOS (DNSMOS P.808), not a listening test"
 PRED_MOS_COLUMN = "pred_mos_dnsmos_p808"  # every column holding a predicted MOS starts with this
@@ -47,7 +52,9 @@ SynthFn = Callable[..., torch.Tensor]
 
 # ------------------------------------------------------------------------------------------
 # inputs
-def _as_utterances(clips: LJSpeech | Iterable[Utterance | torch.Tensor | tuple[str, torch.Tensor]]) -> Iterable[Utterance]:
+def _as_utterances(
+    clips: LJSpeech | Iterable[Utterance | torch.Tensor | tuple[str, torch.Tensor]],
+) -> Iterable[Utterance]:
     """Accept a dataset, Utterances, bare audio tensors, or ``(id, audio)`` pairs."""
     if isinstance(clips, LJSpeech):
         yield from clips.utterances()
@@ -60,7 +67,7 @@ def _as_utterances(clips: LJSpeech | Iterable[Utterance | torch.Tensor | tuple[s
         x = torch.as_tensor(audio).float()
         if x.dim() != 1:
             raise ValueError(f"quality: clip {clip_id!r} has shape {tuple(x.shape)}; expected mono audio (time,)")
-        x = x[: x.shape[0] - x.shape[0] % HOP_LENGTH]  # the model needs a multiple of h; the hop is one
+        x = x[: whole_hops(x.shape[0])]  # the model needs a multiple of h; the hop is one
         yield Utterance(clip_id, x, log_mel(x), "")
 
 
@@ -80,7 +87,9 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def clip_nll(model: torch.nn.Module, audio: torch.Tensor, mel: torch.Tensor | None = None, sigma: float | None = None) -> float:
+def clip_nll(
+    model: torch.nn.Module, audio: torch.Tensor, mel: torch.Tensor | None = None, sigma: float | None = None
+) -> float:
     """Negative log-likelihood of one clip in nats per sample (``-model.log_likelihood``)."""
     device = _model_device(model)
     mel = log_mel(audio) if mel is None else mel
@@ -157,12 +166,16 @@ def mcd_from_log_mels(reference: np.ndarray, estimate: np.ndarray, order: int = 
     (alpha = 0.455), so values are comparable between our models but not to published MCDs.
     """
     if reference.shape != estimate.shape:
-        raise ValueError(f"mcd_from_log_mels: shapes {reference.shape} and {estimate.shape}; expected equal (n_mels, frames)")
+        raise ValueError(
+            f"mcd_from_log_mels: shapes {reference.shape} and {estimate.shape}; expected equal (n_mels, frames)"
+        )
     diff = mel_cepstrum(reference, order) - mel_cepstrum(estimate, order)
     return float(np.mean(MCD_SCALE * np.sqrt(2.0 * np.sum(diff**2, axis=0))))
 
 
-def mel_cepstral_distortion(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray, order: int = MCD_ORDER) -> float:
+def mel_cepstral_distortion(
+    reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray, order: int = MCD_ORDER
+) -> float:
     """MCD in dB between two time-aligned waveforms at ``SAMPLE_RATE`` (see :func:`mcd_from_log_mels`).
 
     Frames are aligned from the start without DTW: a vocoder's resynthesis keeps the timing.
@@ -185,7 +198,9 @@ def _p808_session() -> Any:
 
         path = Path(speechmos.__file__).resolve().parent / "dnsmos_models" / "model_v8.onnx"
         if not path.is_file():
-            raise FileNotFoundError(f"predicted_mos: {path} is missing; expected the DNSMOS P.808 model in the speechmos wheel")
+            raise FileNotFoundError(
+                f"predicted_mos: {path} is missing; expected the DNSMOS P.808 model in the speechmos wheel"
+            )
         _P808_SESSION = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return _P808_SESSION
 
@@ -284,13 +299,17 @@ def evaluate_model(
                 est = synth_fn(model, utt.mel.to(device), sigma=sigma, generator=_clip_generator(seed, utt.id, device))
             est = est.detach().float().cpu().reshape(-1)
             row: dict[str, Any] = {
-                "clip_id": utt.id, "duration_s": utt.audio.shape[-1] / SAMPLE_RATE, "n_samples": utt.audio.shape[-1],
-                "nll_nats_per_sample": nll, "nll_bits_per_sample": nll / math.log(2),
+                "clip_id": utt.id,
+                "duration_s": utt.audio.shape[-1] / SAMPLE_RATE,
+                "n_samples": utt.audio.shape[-1],
+                "nll_nats_per_sample": nll,
+                "nll_bits_per_sample": nll / math.log(2),
                 "synth_s": time.perf_counter() - start,
             }
             finite = bool(torch.isfinite(est).all())
             if not finite:
-                warnings.warn(f"evaluate_model: resynthesis of {utt.id} is not finite; its distances and MOS are NaN")
+                warnings.warn(f"evaluate_model: resynthesis of {utt.id} is not finite; its distances and MOS are NaN",
+                              stacklevel=2)
             row["log_mel_l1"] = log_mel_l1(utt.audio, est) if finite else math.nan
             row["mcd_db"] = mel_cepstral_distortion(utt.audio, est) if finite else math.nan
             if mos:
@@ -310,7 +329,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         raise ValueError("summarize: no rows; expected at least one evaluated clip")
     n = np.array([r["n_samples"] for r in rows], dtype=np.float64)
-    out: dict[str, Any] = {"clip_id": SUMMARY_ID, "duration_s": sum(r["duration_s"] for r in rows), "n_samples": int(n.sum())}
+    out: dict[str, Any] = {
+        "clip_id": SUMMARY_ID,
+        "duration_s": sum(r["duration_s"] for r in rows),
+        "n_samples": int(n.sum()),
+    }
     nll = float(np.sum(n * np.array([r["nll_nats_per_sample"] for r in rows])) / n.sum())
     out.update(nll_nats_per_sample=nll, nll_bits_per_sample=nll / math.log(2))
     for key in rows[0]:
@@ -324,14 +347,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # CLI: python -m waveflow evaluate
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``evaluate``."""
-    from .paths import LJSPEECH_MINI
-
     parser.add_argument("--checkpoint", nargs="+", required=True, metavar="CKPT", help="checkpoint file(s) to evaluate")
-    parser.add_argument("--data", type=Path, default=LJSPEECH_MINI, help="LJSpeech-format folder (default: the bundled mini set)")
-    parser.add_argument("--split", choices=("test", "validation"), default="test", help="held-out split to score (default: test)")
-    parser.add_argument("--sigma", type=float, default=1.0, help="synthesis temperature (default 1.0, the training prior)")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write: one row per clip and checkpoint, plus SUMMARY rows")
-    parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips of the split (default: all)")
+    parser.add_argument(
+        "--data", type=Path, default=LJSPEECH_MINI, help="LJSpeech-format folder (default: the bundled mini set)"
+    )
+    parser.add_argument(
+        "--split", choices=("test", "validation"), default="test", help="held-out split to score (default: test)"
+    )
+    parser.add_argument(
+        "--sigma", type=float, default=1.0, help="synthesis temperature (default 1.0, the training prior)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="CSV to write: one row per clip and checkpoint, plus SUMMARY rows"
+    )
+    parser.add_argument(
+        "--max-clips", type=int, default=None, help="score only the first N clips of the split (default: all)"
+    )
     parser.add_argument("--no-mos", action="store_true", help=f"skip the {PRED_MOS_LABEL}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthesis latents (default 0)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -354,9 +385,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score each checkpoint on the split; rewrite ``--out`` after each so partial results survive."""
-    from .checkpoint import load_checkpoint
-    from .synthesis import FastSynthesizer, synthesize
-
     if not (math.isfinite(args.sigma) and args.sigma >= 0):
         raise ValueError(f"--sigma {args.sigma}: expected a finite temperature >= 0")
     if args.max_clips is not None and args.max_clips < 1:
@@ -364,8 +392,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for ckpt in args.checkpoint:
         if not Path(ckpt).is_file():
             raise FileNotFoundError(f"--checkpoint {ckpt} does not exist")
-    from .train import resolve_device
-
     device = resolve_device(args.device or "auto")
     dataset = LJSpeech(args.data, split=args.split)
     clips = list(dataset.utterances(args.max_clips))
@@ -380,17 +406,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
         def synth(_model, mel, sigma, generator, _fast=fast):
             return synthesize(_fast, mel, sigma=sigma, generator=generator)
 
-        per_clip = evaluate_model(model, clips, synth_fn=synth, sigma=args.sigma, seed=args.seed,
-                                  mos=not args.no_mos, reference_mos=reference_mos, progress=True)
+        per_clip = evaluate_model(
+            model,
+            clips,
+            synth_fn=synth,
+            sigma=args.sigma,
+            seed=args.seed,
+            mos=not args.no_mos,
+            reference_mos=reference_mos,
+            progress=True,
+        )
         config = info.get("config")
-        head = {"checkpoint": str(ckpt), "step": info.get("step", ""), "n_height": getattr(config, "n_height", ""),
-                "res_channels": getattr(config, "res_channels", ""), "split": args.split, "sigma": args.sigma}
+        head = {
+            "checkpoint": str(ckpt),
+            "step": info.get("step", ""),
+            "n_height": getattr(config, "n_height", ""),
+            "res_channels": getattr(config, "res_channels", ""),
+            "split": args.split,
+            "sigma": args.sigma,
+        }
         summary = summarize(per_clip)
         rows += [{**head, **r} for r in per_clip] + [{**head, **summary}]
         _write_csv(args.out, rows)
-        line = f"{ckpt}: NLL {summary['nll_nats_per_sample']:.4f} nats/sample, log-mel L1 {summary['log_mel_l1']:.3f}, MCD {summary['mcd_db']:.2f} dB"
+        line = (f"{ckpt}: NLL {summary['nll_nats_per_sample']:.4f} nats/sample, "
+                f"log-mel L1 {summary['log_mel_l1']:.3f}, MCD {summary['mcd_db']:.2f} dB")
         if not args.no_mos:
-            line += f", {PRED_MOS_LABEL} {summary[f'{PRED_MOS_COLUMN}_resynth']:.2f} (originals {summary[f'{PRED_MOS_COLUMN}_original']:.2f})"
+            resynth, original = summary[f"{PRED_MOS_COLUMN}_resynth"], summary[f"{PRED_MOS_COLUMN}_original"]
+            line += f", {PRED_MOS_LABEL} {resynth:.2f} (originals {original:.2f})"
         print(line)
     print(f"wrote {len(rows)} rows to {args.out}")
     return 0

@@ -21,6 +21,7 @@ they are replayed; readers keep the last record per step (:func:`read_metrics`).
 A NaN or infinite loss or gradient stops the run before the optimiser touches the weights, with
 a :class:`TrainingDiverged` error naming the step; the last good checkpoint is left intact.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,21 +30,32 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .audio import HOP_LENGTH
-from .checkpoint import read_checkpoint, save_checkpoint, set_rng_state
-from .config import WaveFlowConfig, from_dict_checked, get_config
+from .audio import whole_hops
 from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
-from .model import WaveFlow
+from .devices import resolve_device, use_deterministic_kernels
+from .files import atomic_write
+from .model import (
+    WaveFlow,
+    WaveFlowConfig,
+    from_dict_checked,
+    get_config,
+    read_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from .paths import LJSPEECH_MINI, RUNS
+from .quality import heldout_nll
 
 LN2 = math.log(2.0)
+PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
 #: Options that decide which batches are drawn and how the optimiser steps: a resume must keep them.
 RESUME_MUST_MATCH = ("data", "batch_size", "segment", "lr", "grad_clip", "seed")
 
@@ -83,7 +95,7 @@ class TrainConfig:
     data: str = str(LJSPEECH_MINI)
     out: str = ""
     steps: int = 100
-    batch_size: int = 8
+    batch_size: int = PAPER_BATCH
     segment: int = DEFAULT_SEGMENT
     lr: float = 2e-4
     grad_clip: float = 5.0
@@ -91,7 +103,7 @@ class TrainConfig:
     device: str = "auto"
     val_every: int = 50
     val_clips: int = 4
-    val_samples: int = 4 * 22_016
+    val_samples: int = 4 * 22_016  # ~4 s: a whole number of hops, hence a multiple of every h
     checkpoint_every: int = 0
     log_every: int = 1
     name: str = "run"
@@ -124,7 +136,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` (e.g. a run's ``run.json``), rejecting unknown keys by name."""
         return from_dict_checked(cls, data)
 
@@ -178,22 +190,15 @@ def read_metrics(path: str | os.PathLike, kind: str | None = "train") -> list[di
 
 
 # ----------------------------------------------------------------------------------------------
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; explicit CUDA without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA was requested but torch sees no GPU (torch {torch.__version__})")
-    return dev
+def last_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """Where a run folder keeps its latest checkpoint (``<run>/checkpoints/last.pt``)."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
 
 
 def validation_nll(model: WaveFlow, dataset: LJSpeech, max_clips: int, max_samples: int) -> float:
     """Held-out NLL (nats/sample, sample-weighted) of the first validation clips, each cut to
     ``max_samples`` (a multiple of the hop; 0 = whole clips) to bound the cost during training."""
-    from .quality import heldout_nll
-
-    n = max_samples - max_samples % HOP_LENGTH if max_samples else None
+    n = whole_hops(max_samples) if max_samples else None
     clips = [(u.id, u.audio[:n]) for u in dataset.utterances(max_clips or None)]
     clips = [(i, a) for i, a in clips if a.shape[0] > 512 and a.shape[0] % model.config.n_height == 0]
     return heldout_nll(model, clips)["nats_per_sample"] if clips else float("nan")
@@ -211,6 +216,59 @@ def _check_finite(loss: torch.Tensor, grad_norm: torch.Tensor | None, step: int,
             f"training diverged at step {step}: {what}; the weights were not updated and {kept}. "
             "Try a lower --lr or a smaller --grad-clip."
         )
+
+
+def _optimisation_step(
+    model: WaveFlow,
+    optimizer: torch.optim.Optimizer,
+    audio: torch.Tensor,
+    mel: torch.Tensor,
+    grad_clip: float,
+    step: int,
+    last: Path,
+) -> tuple[float, float]:
+    """One maximum-likelihood step; returns ``(loss, gradient norm)``.
+
+    The finiteness checks come before ``optimizer.step()``, so a diverged step never touches the weights.
+    """
+    loss = -model.log_likelihood(audio, mel)
+    _check_finite(loss, None, step, last)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
+    _check_finite(loss, grad_norm, step, last)
+    optimizer.step()
+    return loss.item(), grad_norm.item()
+
+
+def _restore(
+    config: TrainConfig, last: Path, model: WaveFlow, optimizer: torch.optim.Optimizer, device: torch.device
+) -> int:
+    """Load ``last`` into the model and optimiser, restore every RNG, and return its step.
+
+    Refuses a checkpoint of another model configuration, and one whose run used other options
+    among :data:`RESUME_MUST_MATCH` (they decide the batches and the optimiser's path).
+    """
+    out = last.parent.parent
+    if not last.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last}; expected a run started with --out {out}")
+    payload = read_checkpoint(last, map_location=device)
+    saved = WaveFlowConfig.from_dict(payload["config"])
+    if saved != config.model:
+        raise ValueError(f"--resume: checkpoint {last} was trained with {saved}, not {config.model}")
+    before = payload.get("extra", {}).get("train", {})
+    now = config.to_dict()
+    changed = {k: (before[k], now[k]) for k in RESUME_MUST_MATCH if k in before and before[k] != now[k]}
+    if changed:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(
+            f"--resume: options differ from the run in {out} ({detail}); expected the same values, "
+            "or start a new run with another --out"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    set_rng_state(payload["rng"])
+    return int(payload["step"])
 
 
 def train(
@@ -234,51 +292,50 @@ def train(
     """
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.pt"
+    last = last_checkpoint(out)
     metrics_path = out / "metrics.jsonl"
     device = resolve_device(config.device)
-    if deterministic and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True)
+    if deterministic:
+        use_deterministic_kernels(device)
 
     report = validate_dataset(config.data)  # bad data is reported here, before any compute
-    common = dict(segment=config.segment, n_height=config.model.n_height, batch_size=config.batch_size,
-                  seed=config.seed, report=report)
+    common = dict(
+        segment=config.segment,
+        n_height=config.model.n_height,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        report=report,
+    )
     train_set = LJSpeech(config.data, "train", **common)
     val_set = LJSpeech(config.data, "validation", **common)
 
     torch.manual_seed(config.seed)
     model = WaveFlow(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    step = 0
     if resume:
-        if not last.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}; expected a run started with --out {out}")
-        payload = read_checkpoint(last, map_location=device)
-        saved = WaveFlowConfig.from_dict(payload["config"])
-        if saved != config.model:
-            raise ValueError(f"--resume: checkpoint {last} was trained with {saved}, not {config.model}")
-        before = payload.get("extra", {}).get("train", {})
-        now = config.to_dict()
-        changed = {k: (before[k], now[k]) for k in RESUME_MUST_MATCH if k in before and before[k] != now[k]}
-        if changed:
-            detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"--resume: options differ from the run in {out} ({detail}); expected the same values, "
-                             "or start a new run with another --out")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        step = int(payload["step"])
-        set_rng_state(payload["rng"])
+        step = _restore(config, last, model, optimizer, device)
     elif last.exists():
-        raise ValueError(f"--out {out} already holds a run ({last}); pass --resume to continue it or choose another --out")
+        raise ValueError(
+            f"--out {out} already holds a run ({last}); pass --resume to continue it or choose another --out"
+        )
+    else:
+        step = 0
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-    append_metrics(metrics_path, {"kind": "start" if not resume else "resume", "step": step, "time": time.time(),
-                                  "host": socket.gethostname(), "device": str(device),
-                                  "params": model.num_parameters(), "train_clips": len(train_set),
-                                  "validation_clips": len(val_set)})
+    run_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
+    atomic_write(out / "run.json", lambda p: Path(p).write_text(run_json))
+    append_metrics(
+        metrics_path,
+        {
+            "kind": "start" if not resume else "resume",
+            "step": step,
+            "time": time.time(),
+            "host": socket.gethostname(),
+            "device": str(device),
+            "params": model.num_parameters(),
+            "train_clips": len(train_set),
+            "validation_clips": len(val_set),
+        },
+    )
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, model, optimizer, step, extra={"train": config.to_dict()})
@@ -291,19 +348,19 @@ def train(
         batch = train_set.batch(step)  # batch of step s+1 is batch(s): a pure function of (seed, s)
         audio, mel = batch.audio.to(device), batch.mel.to(device)
         t0 = time.perf_counter()
-        loss = -model.log_likelihood(audio, mel)
-        _check_finite(loss, None, step + 1, last)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf"))
-        _check_finite(loss, grad_norm, step + 1, last)
-        optimizer.step()
+        loss_value, grad_norm = _optimisation_step(model, optimizer, audio, mel, config.grad_clip, step + 1, last)
         step += 1
-        loss_value = loss.item()
         dt = time.perf_counter() - t0
         samples += audio.numel()
-        record = {"kind": "train", "step": step, "loss": loss_value, "grad_norm": grad_norm.item(),
-                  "seconds": dt, "samples_per_s": audio.numel() / dt, "wall": time.perf_counter() - start_time}
+        record = {
+            "kind": "train",
+            "step": step,
+            "loss": loss_value,
+            "grad_norm": grad_norm,
+            "seconds": dt,
+            "samples_per_s": audio.numel() / dt,
+            "wall": time.perf_counter() - start_time,
+        }
         history.append(record)
         if step % config.log_every == 0:
             append_metrics(metrics_path, record)
@@ -314,8 +371,16 @@ def train(
         if (config.val_every and step % config.val_every == 0) or step == config.steps:
             if config.val_clips:
                 val = validation_nll(model, val_set, config.val_clips, config.val_samples)
-                append_metrics(metrics_path, {"kind": "validation", "step": step, "val_nll": val,
-                                              "val_bits": val / LN2, "wall": time.perf_counter() - start_time})
+                append_metrics(
+                    metrics_path,
+                    {
+                        "kind": "validation",
+                        "step": step,
+                        "val_nll": val,
+                        "val_bits": val / LN2,
+                        "wall": time.perf_counter() - start_time,
+                    },
+                )
             checkpoint(last)
         if config.checkpoint_every and step % config.checkpoint_every == 0:
             checkpoint(ckpt_dir / f"step_{step:07d}.pt")
@@ -340,34 +405,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per step ({d.batch_size})")
     parser.add_argument("--segment", type=int, default=d.segment, help=f"crop length in samples ({d.segment})")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"max gradient norm, 0 = off ({d.grad_clip})")
+    parser.add_argument(
+        "--grad-clip", type=float, default=d.grad_clip, help=f"max gradient norm, 0 = off ({d.grad_clip})"
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     parser.add_argument("--out", default="", help="run folder (default build/runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (auto)")
     parser.add_argument("--val-every", type=int, default=d.val_every, help=f"steps between validations ({d.val_every})")
     parser.add_argument("--val-clips", type=int, default=d.val_clips, help=f"validation clips ({d.val_clips})")
-    parser.add_argument("--val-samples", type=int, default=d.val_samples,
-                        help=f"samples per validation clip, 0 = whole clip ({d.val_samples})")
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                        help="steps between kept periodic checkpoints, 0 = none (0)")
+    parser.add_argument(
+        "--val-samples",
+        type=int,
+        default=d.val_samples,
+        help=f"samples per validation clip, 0 = whole clip ({d.val_samples})",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help="steps between kept periodic checkpoints, 0 = none (0)",
+    )
     parser.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between log lines ({d.log_every})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Build the run's :class:`TrainConfig` from CLI arguments."""
     model = get_config(args.config)
-    overrides = {k: v for k, v in {"res_channels": args.res_channels, "n_height": args.n_height,
-                                    "n_flows": args.n_flows, "n_layers": args.n_layers}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "res_channels": args.res_channels,
+            "n_height": args.n_height,
+            "n_flows": args.n_flows,
+            "n_layers": args.n_layers,
+        }.items()
+        if v is not None
+    }
     if "n_height" in overrides and model.permutation == "bipartite" and overrides["n_height"] % 2:
         overrides["permutation"] = "reverse"
     model = model.replace(**overrides)
     name = args.config.upper() + "".join(f"-{k[0]}{v}" for k, v in sorted(overrides.items()) if k != "permutation")
-    return TrainConfig(model=model, data=args.data, out=args.out, steps=args.steps, batch_size=args.batch_size,
-                       segment=args.segment, lr=args.lr, grad_clip=args.grad_clip, seed=args.seed,
-                       device=args.device, val_every=args.val_every, val_clips=args.val_clips,
-                       val_samples=args.val_samples, checkpoint_every=args.checkpoint_every,
-                       log_every=args.log_every, name=name)
+    return TrainConfig(
+        model=model,
+        data=args.data,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        segment=args.segment,
+        lr=args.lr,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        device=args.device,
+        val_every=args.val_every,
+        val_clips=args.val_clips,
+        val_samples=args.val_samples,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        name=name,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -379,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"python -m waveflow train: {exc}")
         return 3
     val = "n/a" if result.final_val_nll is None else f"{result.final_val_nll:.4f} nats/sample"
-    print(f"step {result.step}: train loss {result.final_train_loss:.4f}, validation NLL {val}; "
-          f"checkpoint {result.last_checkpoint}")
+    print(
+        f"step {result.step}: train loss {result.final_train_loss:.4f}, validation NLL {val}; "
+        f"checkpoint {result.last_checkpoint}"
+    )
     return 0

@@ -6,6 +6,7 @@ of GPUs, times the training hours. This module holds the TDPs (``data/hardware/g
 values with the calculator's next to them), resolves the names papers use ("V100", "TITAN X") to one
 documented variant, and recomputes the paper's Table 1 from them.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import DATA
+from ..paths import DATA
 
 GPUS_CSV = DATA / "hardware" / "gpus.csv"
 TABLE1_CSV = DATA / "paper" / "table1.csv"
@@ -25,7 +26,18 @@ TABLE1_CSV = DATA / "paper" / "table1.csv"
 #: paper" (paper-era Carbontracker multiplies by PUE 1.59); the Table 1 estimate for it is 52 kWh.
 SING_MEASURED_KWH = 64.8
 
-GPU_COLUMNS = ("key", "name", "architecture", "form_factor", "year", "tdp_w", "source", "mlco2_tdp_w", "note", "aliases")
+GPU_COLUMNS = (
+    "key",
+    "name",
+    "architecture",
+    "form_factor",
+    "year",
+    "tdp_w",
+    "source",
+    "mlco2_tdp_w",
+    "note",
+    "aliases",
+)
 TABLE1_COLUMNS = ("model", "hardware", "n_gpus", "gpu", "power_w", "hours", "energy_kwh")
 
 # Words that vendors and papers add or drop freely ("Tesla V100", "NVIDIA GeForce GTX TITAN X").
@@ -85,16 +97,25 @@ def _load(path: Path) -> tuple[tuple[Gpu, ...], dict[str, Gpu]]:
             raise ValueError(f"{path}: GPU {row.key!r} has tdp_w={row.tdp_w!r}; expected a positive number of W")
         aliases = tuple(a.strip() for a in str(row.aliases).split(";") if a.strip())
         gpu = Gpu(
-            key=row.key, name=row.name, tdp_w=tdp, architecture=row.architecture, form_factor=row.form_factor,
-            year=int(row.year) if str(row.year) else None, source=row.source,
-            mlco2_tdp_w=float(row.mlco2_tdp_w) if str(row.mlco2_tdp_w) else None, note=row.note, aliases=aliases,
+            key=row.key,
+            name=row.name,
+            tdp_w=tdp,
+            architecture=row.architecture,
+            form_factor=row.form_factor,
+            year=int(row.year) if str(row.year) else None,
+            source=row.source,
+            mlco2_tdp_w=float(row.mlco2_tdp_w) if str(row.mlco2_tdp_w) else None,
+            note=row.note,
+            aliases=aliases,
         )
         gpus.append(gpu)
         for alias in {row.key, row.name, *aliases}:
             k = normalise_gpu_name(alias)
             if k in index and index[k].key != gpu.key:
-                raise ValueError(f"{path}: name {alias!r} resolves to both {index[k].key!r} and {gpu.key!r}; "
-                                 "expected each alias to name one GPU")
+                raise ValueError(
+                    f"{path}: name {alias!r} resolves to both {index[k].key!r} and {gpu.key!r}; "
+                    "expected each alias to name one GPU"
+                )
             index[k] = gpu
     return tuple(gpus), index
 
@@ -183,24 +204,19 @@ def recompute_table1(path: Path | str = TABLE1_CSV, pue: float = 1.0) -> pd.Data
     for row in table.itertuples(index=False):
         gpu = lookup_gpu(row.gpu)
         ours = estimate_training_energy(gpu, int(row.n_gpus), float(row.hours), pue=pue)
-        rows.append({
-            "model": row.model, "hardware": row.hardware, "n_gpus": int(row.n_gpus), "gpu": row.gpu,
-            "gpu_variant": gpu.name, "power_w_paper": float(row.power_w), "tdp_w": gpu.tdp_w, "hours": float(row.hours),
-            "energy_kwh_paper": float(row.energy_kwh), "energy_kwh": ours,
-            "matches": math.isclose(ours, float(row.energy_kwh), rel_tol=0, abs_tol=1e-9),
-        })
+        rows.append(
+            {
+                "model": row.model,
+                "hardware": row.hardware,
+                "n_gpus": int(row.n_gpus),
+                "gpu": row.gpu,
+                "gpu_variant": gpu.name,
+                "power_w_paper": float(row.power_w),
+                "tdp_w": gpu.tdp_w,
+                "hours": float(row.hours),
+                "energy_kwh_paper": float(row.energy_kwh),
+                "energy_kwh": ours,
+                "matches": math.isclose(ours, float(row.energy_kwh), rel_tol=0, abs_tol=1e-9),
+            }
+        )
     return pd.DataFrame(rows)
-
-
-def plot_table1(ax, table1: pd.DataFrame) -> None:
-    """Table 1 as bars (our recomputation) with the paper's printed values as black ticks."""
-    x = range(len(table1))
-    ax.bar(x, table1["energy_kwh"], color="tab:gray", label="recomputed")
-    ax.scatter(x, table1["energy_kwh_paper"], marker="_", s=400, color="black", zorder=3, label="paper")
-    for i, (kwh, hw) in enumerate(zip(table1["energy_kwh"], table1["hardware"])):
-        ax.annotate(f"{kwh:g}\n{hw}", (i, kwh), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(table1["model"], rotation=30)
-    ax.set_ylabel("training energy (kWh)")
-    ax.set_ylim(0, float(table1["energy_kwh"].max()) * 1.3)
-    ax.legend(loc="upper right", fontsize=8)

@@ -6,6 +6,7 @@ dict), ``optimizer``, ``step``, ``rng`` (Python, NumPy, torch CPU and CUDA state
 flushed to disk and renamed over the target, so a crash never leaves a half-written checkpoint:
 the previous file stays intact until the new one is complete.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_write
 from .config import WaveFlowConfig
-from .files import atomic_write
-from .model import WaveFlow
+from .flow import WaveFlow
 
 FORMAT_VERSION = 1
 
@@ -43,6 +44,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file in the target folder, fsync, then rename over ``path``."""
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)

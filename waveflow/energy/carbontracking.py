@@ -28,6 +28,7 @@ What we change around ``carbontracker.tracker.CarbonTracker`` and why:
   power and duration lines of the standard log. ``interpretable=True`` (carbontracker's default)
   is required: without the "This is equivalent to" lines its regexes match neither block.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import energy_readers as er
-from .energy import EnergyMeter, resolve_carbon
-from .paths import BUILD
+from ..paths import BUILD
+from . import carbon
+from . import readers as er
+from .meter import EnergyMeter
+from .record import J_PER_KWH
 
 DEFAULT_LOG_DIR = BUILD / "carbontracker"
 
@@ -77,11 +80,7 @@ class CarbontrackerResult:
 
     @property
     def energy_j(self) -> float:
-        return self.energy_kwh * 3.6e6
-
-    @property
-    def energy_j_no_pue(self) -> float:
-        return self.energy_j / self.pue
+        return self.energy_kwh * J_PER_KWH
 
 
 def _install_patches(intensity: float, pue: float, brand: str | None) -> None:
@@ -93,8 +92,10 @@ def _install_patches(intensity: float, pue: float, brand: str | None) -> None:
     with _PATCH_LOCK:
         if _PATCH_STATE["users"]:
             if (_PATCH_STATE["values"]) != (intensity, pue):
-                raise ValueError(f"CarbontrackerSession: another session runs with (intensity, PUE) = "
-                                 f"{_PATCH_STATE['values']}; expected the same, got {(intensity, pue)}")
+                raise ValueError(
+                    f"CarbontrackerSession: another session runs with (intensity, PUE) = "
+                    f"{_PATCH_STATE['values']}; expected the same, got {(intensity, pue)}"
+                )
             _PATCH_STATE["users"] += 1
             return
 
@@ -105,10 +106,12 @@ def _install_patches(intensity: float, pue: float, brand: str | None) -> None:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise ConnectionError("waveflow.carbontracking: geocoder disabled, no network use")
 
-        saved = [(constants, "WORLD_AVG_CARBON_INTENSITY", constants.WORLD_AVG_CARBON_INTENSITY),
-                 (constants, "PUE_2023", constants.PUE_2023),
-                 (ct_intensity.IntensityService, "_fetch_geo_location", ct_intensity.IntensityService._fetch_geo_location),
-                 (ct_intensity.geocoder, "ip", ct_intensity.geocoder.ip)]
+        saved = [
+            (constants, "WORLD_AVG_CARBON_INTENSITY", constants.WORLD_AVG_CARBON_INTENSITY),
+            (constants, "PUE_2023", constants.PUE_2023),
+            (ct_intensity.IntensityService, "_fetch_geo_location", ct_intensity.IntensityService._fetch_geo_location),
+            (ct_intensity.geocoder, "ip", ct_intensity.geocoder.ip),
+        ]
         constants.WORLD_AVG_CARBON_INTENSITY = intensity
         constants.PUE_2023 = pue
         ct_intensity.IntensityService._fetch_geo_location = no_geolocation
@@ -137,15 +140,20 @@ def describe_handlers(components: list[Any]) -> tuple[str, list[str]]:
         kind = type(h).__name__
         if kind == "GenericCPU":
             full = h.tdp * 2 if h.tdp is not None else float("nan")
-            matched = h.cpu_brand if h.cpu_brand in h.cpu_power_data else next(
-                (n for n in h.cpu_power_data if h.cpu_brand.split("@")[0].strip() in n), None)
+            matched = (
+                h.cpu_brand
+                if h.cpu_brand in h.cpu_power_data
+                else next((n for n in h.cpu_power_data if h.cpu_brand.split("@")[0].strip() in n), None)
+            )
             if matched is None:
                 parts.append(f"generic CPU, TDP/2 constant (table mean for unknown {h.cpu_brand!r}, {full:g} W)")
             else:
                 parts.append(f"generic CPU, TDP/2 constant ({matched}, {full:g} W)")
                 if matched != h.cpu_brand and not any(c.isdigit() for c in h.cpu_brand):
-                    notes.append(f"carbontracker matched the generic brand {h.cpu_brand!r} to the first table row "
-                                 f"containing it ({matched}, {full:g} W); its CPU power is {h.tdp:g} W whatever the load")
+                    notes.append(
+                        f"carbontracker matched the generic brand {h.cpu_brand!r} to the first table row "
+                        f"containing it ({matched}, {full:g} W); its CPU power is {h.tdp:g} W whatever the load"
+                    )
         elif kind == "IntelCPU":
             parts.append("RAPL")
         elif kind == "NvidiaGPU":
@@ -175,19 +183,32 @@ class CarbontrackerSession:
         fast_cpu_brand: give carbontracker the /proc/cpuinfo brand instead of py-cpuinfo's 1.2 s probe.
     """
 
-    def __init__(self, epochs: int, log_dir: str | Path | None = None, intensity: Any = None, pue: Any = None, *,
-                 meter: EnergyMeter | None = None, update_interval: float = 1.0, epochs_before_pred: int = 1,
-                 monitor_epochs: int = -1, verbose: int = 0, fast_cpu_brand: bool = True) -> None:
+    def __init__(
+        self,
+        epochs: int,
+        log_dir: str | Path | None = None,
+        intensity: Any = None,
+        pue: Any = None,
+        *,
+        meter: EnergyMeter | None = None,
+        update_interval: float = 1.0,
+        epochs_before_pred: int = 1,
+        monitor_epochs: int = -1,
+        verbose: int = 0,
+        fast_cpu_brand: bool = True,
+    ) -> None:
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"CarbontrackerSession.epochs: expected a positive integer, got {epochs!r}")
         if not update_interval > 0:
             raise ValueError(f"CarbontrackerSession.update_interval: expected seconds > 0, got {update_interval!r}")
         if monitor_epochs != -1 and not epochs_before_pred <= monitor_epochs <= epochs:
-            raise ValueError(f"CarbontrackerSession.monitor_epochs: expected -1 or epochs_before_pred <= m <= epochs "
-                             f"({epochs_before_pred} <= m <= {epochs}), got {monitor_epochs}")
+            raise ValueError(
+                f"CarbontrackerSession.monitor_epochs: expected -1 or epochs_before_pred <= m <= epochs "
+                f"({epochs_before_pred} <= m <= {epochs}), got {monitor_epochs}"
+            )
         self.epochs, self.meter = epochs, meter
         self.log_dir = Path(log_dir) if log_dir is not None else DEFAULT_LOG_DIR
-        self.intensity, self.pue = resolve_carbon(intensity, pue)
+        self.intensity, self.pue = carbon.resolve(intensity, pue)
         self.update_interval, self.epochs_before_pred = update_interval, epochs_before_pred
         self.monitor_epochs = epochs if monitor_epochs == -1 else monitor_epochs
         self.verbose, self.fast_cpu_brand = verbose, fast_cpu_brand
@@ -200,14 +221,15 @@ class CarbontrackerSession:
         self._patched = False
         self._stopped = False
 
-    def start(self) -> "CarbontrackerSession":
+    def start(self) -> CarbontrackerSession:
         """Construct the tracker (idempotent); called by ``__enter__`` or the first ``epoch_start``."""
         if self._ct is not None or self._patched or self._stopped:
             return self
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            _install_patches(float(self.intensity.g_per_kwh), float(self.pue.value),
-                             er.cpu_brand() if self.fast_cpu_brand else None)
+            _install_patches(
+                float(self.intensity.g_per_kwh), float(self.pue.value), er.cpu_brand() if self.fast_cpu_brand else None
+            )
         except Exception as exc:  # e.g. another session with other constants: record it, keep training
             self.notes.append(f"carbontracker not started ({type(exc).__name__}: {exc}); not tracked")
             self._stopped = True
@@ -217,9 +239,16 @@ class CarbontrackerSession:
             from carbontracker.tracker import CarbonTracker
 
             self._ct = CarbonTracker(
-                epochs=self.epochs, epochs_before_pred=self.epochs_before_pred, monitor_epochs=self.monitor_epochs,
-                update_interval=self.update_interval, interpretable=True, ignore_errors=True, components="all",
-                log_dir=str(self.log_dir), log_file_prefix="waveflow", verbose=self.verbose,
+                epochs=self.epochs,
+                epochs_before_pred=self.epochs_before_pred,
+                monitor_epochs=self.monitor_epochs,
+                update_interval=self.update_interval,
+                interpretable=True,
+                ignore_errors=True,
+                components="all",
+                log_dir=str(self.log_dir),
+                log_file_prefix="waveflow",
+                verbose=self.verbose,
             )
             if self._ct.deleted:
                 raise RuntimeError("carbontracker stopped itself during construction")
@@ -271,12 +300,14 @@ class CarbontrackerSession:
             self.epoch_end()
         if self._ct is not None and not self._ct.deleted:
             if self._epoch < self.monitor_epochs:
-                self.notes.append(f"stopped after {self._epoch} of {self.monitor_epochs} monitored epochs "
-                                  "(carbontracker's own 'Actual' header then says one epoch fewer; the energy covers all)")
+                self.notes.append(
+                    f"stopped after {self._epoch} of {self.monitor_epochs} monitored epochs "
+                    "(carbontracker's own 'Actual' header then says one epoch fewer; the energy covers all)"
+                )
             self._call("stop")
         try:
             self.result = self._parse() if self._ct is not None else None
-        except Exception as exc:  # noqa: BLE001 - a parse failure must not end the run
+        except Exception as exc:  # a parse failure must not end the run
             self.notes.append(f"could not parse carbontracker's logs ({type(exc).__name__}: {exc})")
         finally:
             self._close_logs()
@@ -286,7 +317,11 @@ class CarbontrackerSession:
     def _close_logs(self) -> None:
         """Flush and close carbontracker's file handlers (it never does, leaking file descriptors)."""
         lg = getattr(self, "_logger", None)
-        for logger in (getattr(lg, "logger", None), getattr(lg, "logger_output", None), getattr(lg, "logger_err", None)):
+        for logger in (
+            getattr(lg, "logger", None),
+            getattr(lg, "logger_output", None),
+            getattr(lg, "logger_err", None),
+        ):
             for h in list(getattr(logger, "handlers", [])):
                 h.close()
                 logger.removeHandler(h)
@@ -322,35 +357,47 @@ class CarbontrackerSession:
         notes = self.notes + notes
         short = self._unsampled_epochs()
         if short:
-            notes.append(f"epoch(s) {short} ended before carbontracker's sampler (every {self.update_interval:g} s) "
-                         "took a sample in them: it reused a neighbouring epoch's power (or, for the last epoch, its energy)")
+            notes.append(
+                f"epoch(s) {short} ended before carbontracker's sampler (every {self.update_interval:g} s) "
+                "took a sample in them: it reused a neighbouring epoch's power (or, for the last epoch, its energy)"
+            )
         if actual is None:
             notes.append("no 'Actual consumption' block in carbontracker's output log")
         for comp in self._thread.components:
             try:
                 n_dev = len(comp.devices())
-            except Exception:  # noqa: BLE001 - a component without devices() cannot mislead here
+            except Exception:  # a component without devices() cannot mislead here
                 continue
             if n_dev > 1:
                 # carbontracker 2.4.7 sums the handlers' power into one flat list and then averages
                 # it (component.py), so with several devices it reports the mean per device.
-                notes.append(f"carbontracker 2.4.7 averages rather than sums the power of the {n_dev} "
-                             f"{getattr(comp, 'name', '')} devices: its figure is about 1/{n_dev} of their total")
+                notes.append(
+                    f"carbontracker 2.4.7 averages rather than sums the power of the {n_dev} "
+                    f"{getattr(comp, 'name', '')} devices: its figure is about 1/{n_dev} of their total"
+                )
         energy = actual["energy (kWh)"] if actual else float("nan")
         n = len(durations)
         return CarbontrackerResult(
-            epochs=n, total_epochs=self.epochs, energy_kwh=energy,
+            epochs=n,
+            total_epochs=self.epochs,
+            energy_kwh=energy,
             co2e_g=actual["co2eq (g)"] if actual else float("nan"),
             predicted_kwh=pred["energy (kWh)"] if pred else None,
             extrapolated_kwh=energy / n * self.epochs if n else float("nan"),
-            epoch_duration_s=durations, epoch_energy_j=epoch_j,
+            epoch_duration_s=durations,
+            epoch_energy_j=epoch_j,
             epoch_power_w={k: [sum(x) for x in v] for k, v in powers.items()},
-            devices=parser.get_devices(std_text), method=method, pue=float(self.pue.value),
-            intensity_g_per_kwh=float(self.intensity.g_per_kwh), intensity_code=str(self.intensity.code),
-            std_log=str(std), output_log=str(out), notes=notes,
+            devices=parser.get_devices(std_text),
+            method=method,
+            pue=float(self.pue.value),
+            intensity_g_per_kwh=float(self.intensity.g_per_kwh),
+            intensity_code=str(self.intensity.code),
+            std_log=str(std),
+            output_log=str(out),
+            notes=notes,
         )
 
-    def __enter__(self) -> "CarbontrackerSession":
+    def __enter__(self) -> CarbontrackerSession:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -362,4 +409,4 @@ class CarbontrackerSession:
 
 def expected_energy_kwh(result: CarbontrackerResult) -> float:
     """Sum of the logged per-epoch energies x PUE in kWh: what ``energy_kwh`` must equal."""
-    return sum(result.epoch_energy_j) * result.pue / 3.6e6 if not math.isnan(result.pue) else float("nan")
+    return sum(result.epoch_energy_j) * result.pue / J_PER_KWH if not math.isnan(result.pue) else float("nan")

@@ -5,6 +5,7 @@ Every convolution except the zero-initialised output convolution is weight-norma
 last residual layer producing skip channels only, the parameter counts equal the paper's
 (5,916,372 for r=64; see ``tests/test_model.py``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,7 @@ class MelUpsampler(nn.Module):
         self.scales = tuple(scales)
         self.leaky_slope = leaky_slope
         self.convs = nn.ModuleList(
-            weight_norm(nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2)))
-            for s in self.scales
+            weight_norm(nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2))) for s in self.scales
         )
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

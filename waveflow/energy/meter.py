@@ -7,7 +7,7 @@
     print(summary(meter.record)); append_record(meter.record)
 
 For each component the meter takes the best source available and says which one it used
-(see :mod:`waveflow.energy_readers`): NVML's energy counter, else NVML power sampled at 10 Hz;
+(see :mod:`waveflow.energy.readers`): NVML's energy counter, else NVML power sampled at 10 Hz;
 RAPL package/dram counters, else TDP x measured CPU utilisation of the process tree. Every
 fallback is written to ``record.notes``. The meter never raises once started and never exits the
 process (no ``os._exit``/``sys.exit``): a reader that fails is recorded and the user's run goes
@@ -15,6 +15,7 @@ on. Only bad settings (unknown intensity code, PUE < 1) raise ``ValueError``, at
 
 ``python -m waveflow energy -- CMD [ARGS...]`` measures any command like ``time`` does.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,33 +25,16 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from . import energy_readers as er
-from .energy_log import (DEFAULT_LOG, RECORD_COLUMNS, ComponentEnergy, EnergyRecord, Interval,  # noqa: F401 (re-exported)
-                         append_record, git_commit, read_records)
-
-
-# ------------------------------------------------------------------------------------------
-# carbon intensity and PUE (owned by waveflow.carbon)
-def resolve_carbon(intensity: Any = None, pue: Any = None) -> tuple[Any, Any]:
-    """``(intensity, pue)`` objects from codes/names/values, via :mod:`waveflow.carbon`.
-
-    ``intensity`` is a code (``"FR"``), an object with ``code``, ``g_per_kwh`` and ``source``,
-    or None for ``carbon.DEFAULT_INTENSITY_CODE``; ``pue`` is a preset name, a number >= 1, or
-    None for ``carbon.DEFAULT_PUE``. Unknown codes raise ``ValueError`` (from waveflow.carbon).
-    """
-    from . import carbon
-
-    ci = intensity if hasattr(intensity, "g_per_kwh") else carbon.carbon_intensity(intensity or carbon.DEFAULT_INTENSITY_CODE)
-    p = pue if hasattr(pue, "value") else carbon.resolve_pue(carbon.DEFAULT_PUE if pue is None else pue)
-    return ci, p
+from . import carbon
+from . import readers as er
+from .record import ComponentEnergy, EnergyRecord, Interval, git_commit
 
 
-# ------------------------------------------------------------------------------------------
 class EnergyMeter:
     """Measure the energy of a block of code; a context manager or ``start()``/``stop()``.
 
@@ -68,11 +52,25 @@ class EnergyMeter:
         sync_cuda: call ``torch.cuda.synchronize()`` at the ends so queued kernels count (default True).
     """
 
-    def __init__(self, label: str = "", *, intensity: Any = None, pue: Any = None, cpu_tdp_w: float | None = None,
-                 gpu: bool = True, cpu: bool = True, nvml: Any = None, powercap_root: str | Path | None = None,
-                 rapl_read_text: Callable[[Path], str] | None = None, cpu_seconds: Callable[[], float] | None = None,
-                 poll_hz: float = er.DEFAULT_POLL_HZ, sync_cuda: bool = True) -> None:
-        if cpu_tdp_w is not None and not (isinstance(cpu_tdp_w, (int, float)) and math.isfinite(cpu_tdp_w) and cpu_tdp_w > 0):
+    def __init__(
+        self,
+        label: str = "",
+        *,
+        intensity: Any = None,
+        pue: Any = None,
+        cpu_tdp_w: float | None = None,
+        gpu: bool = True,
+        cpu: bool = True,
+        nvml: Any = None,
+        powercap_root: str | Path | None = None,
+        rapl_read_text: Callable[[Path], str] | None = None,
+        cpu_seconds: Callable[[], float] | None = None,
+        poll_hz: float = er.DEFAULT_POLL_HZ,
+        sync_cuda: bool = True,
+    ) -> None:
+        if cpu_tdp_w is not None and not (
+            isinstance(cpu_tdp_w, (int, float)) and math.isfinite(cpu_tdp_w) and cpu_tdp_w > 0
+        ):
             raise ValueError(f"EnergyMeter.cpu_tdp_w: expected a positive number of watts, got {cpu_tdp_w!r}")
         if not poll_hz >= 10:
             raise ValueError(f"EnergyMeter.poll_hz: expected >= 10 Hz to follow NVML power, got {poll_hz!r}")
@@ -80,8 +78,8 @@ class EnergyMeter:
         self._nvml_arg, self.powercap_root, self._rapl_read = nvml, powercap_root, rapl_read_text
         self._cpu_seconds, self.poll_hz, self.sync_cuda = cpu_seconds, poll_hz, sync_cuda
         self.notes: list[str] = []
-        self.intensity, self.pue = self._carbon(intensity, pue)
-        self.readers: list[Any] = []
+        self.intensity, self.pue = carbon.resolve(intensity, pue)
+        self.readers: list[er.EnergyReader] = []
         self.record: EnergyRecord | None = None
         self._nvml = None
         self._t0: float | None = None
@@ -91,15 +89,6 @@ class EnergyMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.poll_cpu_s = 0.0
-
-    def _carbon(self, intensity: Any, pue: Any) -> tuple[Any, Any]:
-        try:
-            return resolve_carbon(intensity, pue)
-        except ImportError as exc:  # the carbon module is missing: keep measuring energy
-            self.notes.append(f"waveflow.carbon unavailable ({exc}); no CO2 figure")
-            value = float(pue) if isinstance(pue, (int, float)) else 1.0
-            return (_Fallback(code=str(intensity or ""), g_per_kwh=float("nan"), source="unavailable"),
-                    _Fallback(name="value" if isinstance(pue, (int, float)) else "none", value=value, source="unavailable"))
 
     # -- set-up -------------------------------------------------------------------------------
     def _build_readers(self) -> None:
@@ -121,11 +110,13 @@ class EnergyMeter:
         self.tdp: er.CpuTdp | None = None
         if not self.cpu:
             return
-        rapl: list[Any] = []
+        rapl: list[er.EnergyReader] = []
         try:
             rapl = er.rapl_domains(self.powercap_root, self._rapl_read)
             if not rapl:
-                self.notes.append(f"no RAPL domains under {self.powercap_root or er.DEFAULT_POWERCAP_ROOT}; DRAM not measured")
+                self.notes.append(
+                    f"no RAPL domains under {self.powercap_root or er.DEFAULT_POWERCAP_ROOT}; DRAM not measured"
+                )
         except Exception as exc:  # PermissionError on root-only energy_uj (Linux >= 5.10)
             self.notes.append(f"RAPL unreadable ({type(exc).__name__}: {exc}); CPU estimated, DRAM not measured")
         self.readers += rapl
@@ -141,17 +132,22 @@ class EnergyMeter:
         else:
             tdp = er.lookup_cpu_tdp(brand)
             if tdp.match in ("generic", "default"):
-                warnings.warn(f"EnergyMeter: {tdp.detail}; pass cpu_tdp_w=W (CLI: --cpu-tdp W) to set the real TDP",
-                              stacklevel=_caller_stacklevel())
+                warnings.warn(
+                    f"EnergyMeter: {tdp.detail}; pass cpu_tdp_w=W (CLI: --cpu-tdp W) to set the real TDP",
+                    stacklevel=_caller_stacklevel(),
+                )
         self.tdp = tdp
         est = er.CpuUtilisationEstimate(tdp, self._cpu_seconds)
         self.notes.append(f"CPU energy estimated: {tdp.detail} x utilisation over {est.logical_cpus} logical CPU(s)")
         if er.cpu_topology()[2]:
-            self.notes.append("virtual machine: the TDP is a whole physical package's; the estimate is an upper bound for the visible vCPUs")
+            self.notes.append(
+                "virtual machine: the TDP is a whole physical package's; "
+                "the estimate is an upper bound for the visible vCPUs"
+            )
         return est
 
     # -- measuring ---------------------------------------------------------------------------
-    def start(self) -> "EnergyMeter":
+    def start(self) -> EnergyMeter:
         """Start measuring (idempotent)."""
         if self._t0 is not None:
             return self
@@ -193,7 +189,7 @@ class EnergyMeter:
                 torch = sys.modules["torch"]
                 if torch.cuda.is_available() and torch.cuda.is_initialized():
                     torch.cuda.synchronize()
-            except Exception:  # noqa: BLE001
+            except Exception:  # a failed sync must not end the user's run
                 pass
 
     def _snapshot(self) -> tuple[float, dict[int, float]]:
@@ -209,8 +205,10 @@ class EnergyMeter:
                 failures = self._read_failures.get(id(r), 0)
                 self._read_failures[id(r)] = failures + 1
                 if not failures:
-                    self.notes.append(f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); "
-                                      "value is a lower bound (further failures of this reader not listed)")
+                    self.notes.append(
+                        f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); "
+                        "value is a lower bound (further failures of this reader not listed)"
+                    )
         return t, dict(self._last)
 
     def _by_kind(self, start: dict[int, float], end: dict[int, float]) -> dict[str, float]:
@@ -226,7 +224,7 @@ class EnergyMeter:
         try:
             t, snap = self._snapshot()
             self._marks.append((label, t, snap))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.notes.append(f"mark {label!r} failed: {exc}")
 
     @contextlib.contextmanager
@@ -261,19 +259,31 @@ class EnergyMeter:
         est = next((r for r in self.readers if isinstance(r, er.CpuUtilisationEstimate)), None)
         cpu_dev = next((r.device for r in self.readers if r.kind == "cpu"), er.cpu_brand() if self.cpu else "")
         self.record = EnergyRecord(
-            label=self.label, timestamp=self.timestamp, wall_s=wall, components=comps, cpu_device=cpu_dev,
-            cpu_tdp_w=est.tdp.tdp_w if est else float("nan"), cpu_tdp_match=est.tdp.match if est else "",
+            label=self.label,
+            timestamp=self.timestamp,
+            wall_s=wall,
+            components=comps,
+            cpu_device=cpu_dev,
+            cpu_tdp_w=est.tdp.tdp_w if est else float("nan"),
+            cpu_tdp_match=est.tdp.match if est else "",
             cpu_utilisation=est.utilisation(wall) if est else float("nan"),
-            pue=float(self.pue.value), pue_name=str(self.pue.name), pue_source=str(self.pue.source),
-            intensity_code=str(self.intensity.code), intensity_g_per_kwh=float(self.intensity.g_per_kwh),
-            intensity_source=str(self.intensity.source), sections=list(self._sections),
+            pue=float(self.pue.value),
+            pue_name=str(self.pue.name),
+            pue_source=str(self.pue.source),
+            intensity_code=str(self.intensity.code),
+            intensity_g_per_kwh=float(self.intensity.g_per_kwh),
+            intensity_source=str(self.intensity.source),
+            sections=list(self._sections),
             marks=[Interval(lab, 0.0, t, self._by_kind({}, s)) for lab, t, s in self._marks],
-            notes=list(self.notes), hostname=socket.gethostname(), git_commit=git_commit(),
-            command=command, exit_code=exit_code,
+            notes=list(self.notes),
+            hostname=socket.gethostname(),
+            git_commit=git_commit(),
+            command=command,
+            exit_code=exit_code,
         )
         return self.record
 
-    def __enter__(self) -> "EnergyMeter":
+    def __enter__(self) -> EnergyMeter:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -283,50 +293,11 @@ class EnergyMeter:
         return False  # never swallow the user's exception
 
 
-@dataclass
-class _Fallback:
-    """Stand-in intensity / PUE when waveflow.carbon cannot be imported."""
-
-    code: str = ""
-    g_per_kwh: float = float("nan")
-    source: str = ""
-    name: str = ""
-    value: float = 1.0
-
-
 def _caller_stacklevel() -> int:
-    """stacklevel for warnings.warn that points at the first frame outside this package."""
+    """stacklevel for warnings.warn that points at the user's call site: the first frame outside the
+    ``waveflow`` package (so a warning raised under ``measure_training`` names the notebook cell or
+    script that called it, never a line of this package)."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("waveflow.energy"):
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "waveflow":
         frame, level = frame.f_back, level + 1
     return level
-
-
-# ------------------------------------------------------------------------------------------
-# ``python -m waveflow energy``: waveflow.cli looks these up here; they live in energy_cli.
-def add_arguments(parser: Any) -> None:
-    """Arguments of ``energy`` (see :func:`waveflow.energy_cli.add_arguments`)."""
-    from .energy_cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args: Any) -> int:
-    """Run ``energy -- CMD`` (see :func:`waveflow.energy_cli.run`)."""
-    from .energy_cli import run as run_energy
-
-    return run_energy(args)
-
-
-def summary(record: EnergyRecord) -> str:
-    """One-screen text summary of a record (see :func:`waveflow.energy_cli.summary`)."""
-    from .energy_cli import summary as text
-
-    return text(record)
-
-
-def measure_overhead(**kwargs: Any) -> Any:
-    """Overhead benchmark of the meter (see :func:`waveflow.energy_cli.measure_overhead`)."""
-    from .energy_cli import measure_overhead as bench
-
-    return bench(**kwargs)

@@ -5,16 +5,20 @@ choices that change results by large factors: the grid's carbon intensity and th
 This module makes them explicit, with a stated source for every number, and never fetches anything
 (``data/carbon/intensity.csv`` is bundled; see its README).
 """
+
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from ..paths import DATA
 
-from .paths import DATA
+if TYPE_CHECKING:  # pandas only for the table helpers; the meter reads the CSV without it
+    import pandas as pd
 
 INTENSITY_CSV = DATA / "carbon" / "intensity.csv"
 INTENSITY_COLUMNS = ("code", "country", "g_per_kwh", "year", "source")
@@ -62,10 +66,18 @@ PUE_PRESETS: dict[str, Pue] = {
     p.name: p
     for p in (
         Pue("none", 1.0, "no facility overhead: IT energy only, as the paper's Table 1 and the ML CO2 calculator"),
-        Pue("uptime-2023", 1.58, "Uptime Institute 2023 global average; carbontracker 2.x multiplies every "
-            "reported energy by it (constants.PUE_2023)"),
-        Pue("carbontracker-2020", 1.59, "Uptime Institute 2020 survey; carbontracker 1.1.x (the paper's era) "
-            "multiplied every reported energy by it"),
+        Pue(
+            "uptime-2023",
+            1.58,
+            "Uptime Institute 2023 global average; carbontracker 2.x multiplies every "
+            "reported energy by it (constants.PUE_2023)",
+        ),
+        Pue(
+            "carbontracker-2020",
+            1.59,
+            "Uptime Institute 2020 survey; carbontracker 1.1.x (the paper's era) "
+            "multiplied every reported energy by it",
+        ),
         Pue("uptime-2022", 1.55, "Uptime Institute 2022 survey (carbontracker constants.PUE_2022)"),
         Pue("carbontracker-2019", 1.67, "carbontracker before 2020-10 (Uptime Institute 2019 survey)"),
     )
@@ -77,24 +89,33 @@ DEFAULT_PUE = "none"
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> dict[str, Intensity]:
-    table = pd.read_csv(path, keep_default_na=False)
-    missing = [c for c in INTENSITY_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(INTENSITY_COLUMNS)}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in INTENSITY_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected {list(INTENSITY_COLUMNS)}")
+        rows = list(reader)
     out: dict[str, Intensity] = {}
-    for row in table.itertuples(index=False):
-        value = float(row.g_per_kwh)
+    for row in rows:
+        try:
+            value = float(row["g_per_kwh"])
+        except ValueError:
+            value = math.nan
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{path}: {row.code!r} has g_per_kwh={row.g_per_kwh!r}; expected a number >= 0")
-        code = str(row.code).upper()
+            raise ValueError(f"{path}: {row['code']!r} has g_per_kwh={row['g_per_kwh']!r}; expected a number >= 0")
+        code = str(row["code"]).upper()
         if code in out:
             raise ValueError(f"{path}: code {code!r} appears twice; expected one row per area")
-        out[code] = Intensity(code=code, country=str(row.country), g_per_kwh=value, year=int(row.year), source=str(row.source))
+        out[code] = Intensity(
+            code=code, country=row["country"], g_per_kwh=value, year=int(row["year"]), source=row["source"]
+        )
     return out
 
 
 def load_intensities(path: Path | str = INTENSITY_CSV) -> pd.DataFrame:
     """The bundled intensity table as a DataFrame (one row per area)."""
+    import pandas as pd
+
     return pd.DataFrame([i.__dict__ for i in _load(Path(path)).values()])
 
 
@@ -126,13 +147,17 @@ def resolve_pue(value_or_name: str | float | Pue) -> Pue:
         try:
             value_or_name = float(key)
         except ValueError:
-            raise ValueError(f"resolve_pue: unknown preset {value_or_name!r}; expected one of "
-                             f"{sorted(PUE_PRESETS)} or a number >= 1.0") from None
+            raise ValueError(
+                f"resolve_pue: unknown preset {value_or_name!r}; expected one of "
+                f"{sorted(PUE_PRESETS)} or a number >= 1.0"
+            ) from None
     if isinstance(value_or_name, (int, float)) and not isinstance(value_or_name, bool):
         value = float(value_or_name)
         if math.isfinite(value) and value >= 1.0:
             return Pue(name=f"{value:g}", value=value, source="user-supplied value")
-    raise ValueError(f"resolve_pue: expected a preset name {sorted(PUE_PRESETS)} or a number >= 1.0, got {value_or_name!r}")
+    raise ValueError(
+        f"resolve_pue: expected a preset name {sorted(PUE_PRESETS)} or a number >= 1.0, got {value_or_name!r}"
+    )
 
 
 def co2e_grams(kwh: float, intensity: Intensity | float | str, pue: str | float | Pue = 1.0) -> float:
@@ -150,7 +175,12 @@ def co2e_grams(kwh: float, intensity: Intensity | float | str, pue: str | float 
         g = intensity.g_per_kwh
     elif isinstance(intensity, str):
         g = carbon_intensity(intensity).g_per_kwh
-    elif isinstance(intensity, (int, float)) and not isinstance(intensity, bool) and math.isfinite(intensity) and intensity >= 0:
+    elif (
+        isinstance(intensity, (int, float))
+        and not isinstance(intensity, bool)
+        and math.isfinite(intensity)
+        and intensity >= 0
+    ):
         g = float(intensity)
     else:
         raise ValueError(f"co2e_grams: intensity must be an Intensity, a code or g/kWh >= 0, got {intensity!r}")
@@ -163,28 +193,35 @@ def co2e_table(kwh: pd.Series, codes: list[str], pues: list[str | float]) -> pd.
     Returns:
         A tidy frame: one row per label × code × PUE with ``kwh``, ``g_per_kwh``, ``pue`` and ``kg_co2e``.
     """
+    import pandas as pd
+
     rows = []
     for label, e in kwh.items():
         for code in codes:
             inten = carbon_intensity(code)
             for p in pues:
                 pue = resolve_pue(p)
-                rows.append({kwh.index.name or "label": label, "kwh": float(e), "intensity": inten.code,
-                             "g_per_kwh": inten.g_per_kwh, "intensity_year": inten.year, "pue_name": pue.name,
-                             "pue": pue.value, "kg_co2e": co2e_grams(float(e), inten, pue) / 1000})
+                rows.append(
+                    {
+                        kwh.index.name or "label": label,
+                        "kwh": float(e),
+                        "intensity": inten.code,
+                        "g_per_kwh": inten.g_per_kwh,
+                        "intensity_year": inten.year,
+                        "pue_name": pue.name,
+                        "pue": pue.value,
+                        "kg_co2e": co2e_grams(float(e), inten, pue) / 1000,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def plot_co2e_by_grid(ax, co2: pd.DataFrame) -> pd.DataFrame:
-    """Bars of the summed kg CO2e of a :func:`co2e_table` per grid, one bar per PUE.
+def resolve(intensity: Any = None, pue: Any = None) -> tuple[Intensity, Pue]:
+    """``(Intensity, Pue)`` from codes, names, values or ready objects; None picks the defaults.
 
-    Returns:
-        The plotted totals (one row per intensity × PUE), for ``save_figure``.
+    ``intensity`` is a code (``"FR"``), an :class:`Intensity`, or None for
+    :data:`DEFAULT_INTENSITY_CODE`; ``pue`` is a preset name, a number >= 1, a :class:`Pue`, or None
+    for :data:`DEFAULT_PUE`. Unknown codes and PUEs below 1 raise ``ValueError``.
     """
-    import seaborn as sns
-
-    totals = co2.groupby(["intensity", "g_per_kwh", "pue_name", "pue"], sort=False, as_index=False)["kg_co2e"].sum()
-    sns.barplot(data=totals, x="intensity", y="kg_co2e", hue="pue_name", ax=ax)
-    ax.set_xlabel("grid (country average)")
-    ax.legend(title="PUE", fontsize=8)
-    return totals
+    ci = intensity if isinstance(intensity, Intensity) else carbon_intensity(intensity or DEFAULT_INTENSITY_CODE)
+    return ci, resolve_pue(DEFAULT_PUE if pue is None else pue)

@@ -1,9 +1,11 @@
 """Our survey of evaluation measures in generative audio papers (the data behind Figure 1).
 
 The paper's Fig. 1 counts, over 25 papers, how often each evaluation measure is reported, quality
-measures (red, left) next to complexity/performance measures (green, right): energy is never reported. The authors did not publish their list, so ``data/survey/papers.csv`` is our own checked
+measures (red, left) next to complexity/performance measures (green, right): energy is never
+reported. The authors did not publish their list, so ``data/survey/papers.csv`` is our own checked
 survey of 30 papers (see ``data/survey/papers.md``); this module loads it and makes the counts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import DATA
+from ..paths import DATA
 
 SURVEY_CSV = DATA / "survey" / "papers.csv"
 
@@ -77,7 +79,9 @@ def load_survey(path: Path | str = SURVEY_CSV) -> pd.DataFrame:
     if bad:
         raise ValueError(f"{path}: 'verified' must be one of {VERIFIED_VALUES}, but is not for {bad}")
     if table["key"].duplicated().any():
-        raise ValueError(f"{path}: duplicate keys {table.loc[table['key'].duplicated(), 'key'].tolist()}; expected one row per paper")
+        raise ValueError(
+            f"{path}: duplicate keys {table.loc[table['key'].duplicated(), 'key'].tolist()}; expected one row per paper"
+        )
     return table
 
 
@@ -95,8 +99,17 @@ def count_measures(table: pd.DataFrame | None = None, verified_only: bool = Fals
     if verified_only:
         table = table[table["verified"] == "yes"]
     n = len(table)
-    rows = [{"measure": m.column, "label": m.label, "group": m.group, "n_papers": int(table[m.column].sum()),
-             "n_surveyed": n, "share": table[m.column].sum() / n if n else 0.0} for m in MEASURES]
+    rows = [
+        {
+            "measure": m.column,
+            "label": m.label,
+            "group": m.group,
+            "n_papers": int(table[m.column].sum()),
+            "n_surveyed": n,
+            "share": table[m.column].sum() / n if n else 0.0,
+        }
+        for m in MEASURES
+    ]
     return pd.DataFrame(rows)
 
 
@@ -104,23 +117,3 @@ def papers_with_training_details(table: pd.DataFrame | None = None) -> pd.DataFr
     """Papers that give both training hardware and training time: what the paper's Table 1 needs."""
     table = load_survey() if table is None else table
     return table[(table["training_time"] == 1) & (table["hardware_reported"] == 1)]
-
-
-def plot_counts(ax, counts: pd.DataFrame) -> None:
-    """Figure 1: one bar per measure, quality in red on the left, complexity in green on the right."""
-    colors = [GROUP_COLORS[g] for g in counts["group"]]
-    x = range(len(counts))
-    ax.bar(x, counts["n_papers"], color=colors)
-    for i, n in zip(x, counts["n_papers"]):
-        ax.annotate(str(n), (i, n), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8)
-    ax.set_xticks(list(x))
-    ax.set_xticklabels(counts["label"], rotation=45, ha="right")
-    ax.set_ylim(0, max(1, int(counts["n_papers"].max())) * 1.15)
-    split = int((counts["group"] == QUALITY).sum()) - 0.5
-    ax.axvline(split, color="grey", lw=0.8, ls="--")
-    ax.set_ylabel(f"papers reporting it (of {int(counts['n_surveyed'].iloc[0])})")
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color=GROUP_COLORS[QUALITY], label="quality of the samples"),
-                       Patch(color=GROUP_COLORS[COMPLEXITY], label="complexity / performance")],
-              loc="upper center", fontsize=8)

@@ -14,6 +14,7 @@ which lets the backend use one GEMM-shaped convolution per layer per row.
 Its output equals the reference path to float32 rounding for the same ``z``
 (``tests/test_synthesis.py`` checks <= 1e-4 for h = 8, 16, 32).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .model import WaveFlow, squeeze, unsqueeze
+from .checkpoint import load_checkpoint
+from .flow import WaveFlow, prepare_latent, squeeze, unsqueeze
 
 DEFAULT_SIGMA = 1.0  # temperature of the latent; 1.0 is the training prior (as in L0SG and Parakeet 2)
 
@@ -108,8 +110,6 @@ class FastSynthesizer(nn.Module):
         self.flows = nn.ModuleList(_FastFlow(flow) for flow in folded.flows)
         self.register_buffer("inverse_perms", model.inverse_perms.clone(), persistent=False)
         self.register_buffer("cond_order", model.cond_order.clone(), persistent=False)
-        # Not a submodule: registering it would let requires_grad_/to() below act on the caller's model.
-        object.__setattr__(self, "_reference", model)
         self.cond_budget_bytes = int(cond_budget_bytes)
         self.requires_grad_(False)
 
@@ -126,7 +126,7 @@ class FastSynthesizer(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Synthesise ``(B, T)`` audio from ``(B, n_mels, L)`` (same contract as ``WaveFlow.infer``)."""
-        m, zz = self._reference._latent(mel, sigma, z, generator)
+        m, zz = prepare_latent(self.config, mel, sigma, z, generator)
         h = self.config.n_height
         c_all = squeeze(self.condition(m, zz.shape[-1]), h)  # (B, n_mels, h, W)
         x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W)
@@ -214,21 +214,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint written by `waveflow train`")
     parser.add_argument("--wav", nargs="*", type=Path, default=[], help="wav files to resynthesise from their log-mel")
     parser.add_argument("--mel", nargs="*", type=Path, default=[], help="saved log-mels (.npy/.pt, shape (80, frames))")
-    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA,
-                        help=f"temperature: std of the sampled latent (default {DEFAULT_SIGMA}, the training prior)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder for <input stem>.wav files")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT_SIGMA,
+        help=f"temperature: std of the sampled latent (default {DEFAULT_SIGMA}, the training prior)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder for <input stem>.wav files; with exactly one input, a path ending in "
+        ".wav names the output file itself",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="inputs of equal length synthesised together (4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
-    parser.add_argument("--reference", action="store_true", help="use the slow reference inverse instead of the fast path")
+    parser.add_argument(
+        "--reference", action="store_true", help="use the slow reference inverse instead of the fast path"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Synthesise every input, batching inputs with the same number of frames."""
     from tqdm import tqdm
 
-    from .audio import HOP_LENGTH, SAMPLE_RATE, load_wav, log_mel, save_wav
-    from .checkpoint import load_checkpoint
+    # Deferred: wav I/O pulls in librosa and soundfile, which `from waveflow import WaveFlow` need not pay for.
+    from ..audio import HOP_LENGTH, SAMPLE_RATE, load_wav, log_mel, save_wav
 
     if not args.wav and not args.mel:
         raise ValueError("synthesize: give at least one --wav or --mel input")
@@ -241,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
     for path in args.wav:
         audio, sr = load_wav(path)
         if audio.dim() != 1 or sr != SAMPLE_RATE:
-            raise ValueError(f"--wav {path}: expected mono audio at {SAMPLE_RATE} Hz, got {sr} Hz with shape {tuple(audio.shape)}")
+            raise ValueError(
+                f"--wav {path}: expected mono audio at {SAMPLE_RATE} Hz, got {sr} Hz with shape {tuple(audio.shape)}"
+            )
         items.append((path.stem, log_mel(audio)))
     items += [(path.stem, _load_mel_file(path, model.config.n_mels)) for path in args.mel]
     stems = [s for s, _ in items]
@@ -253,16 +267,20 @@ def run(args: argparse.Namespace) -> int:
     groups: dict[int, list[tuple[str, torch.Tensor]]] = {}
     for stem, mel in items:
         groups.setdefault(mel.shape[-1], []).append((stem, mel))
-    args.out.mkdir(parents=True, exist_ok=True)
+    single_file = len(items) == 1 and args.out.suffix.lower() == ".wav"
+    if single_file:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
     total = sum(HOP_LENGTH * (f - 1) for f in (m.shape[-1] for _, m in items)) / SAMPLE_RATE
     with tqdm(total=len(items), desc=f"synthesising {total:.1f} s", unit="clip") as bar:
-        for frames, group in sorted(groups.items()):
+        for _, group in sorted(groups.items()):
             for start in range(0, len(group), args.batch_size):
                 part = group[start : start + args.batch_size]
                 mel = torch.stack([m for _, m in part]).to(args.device)
                 audio = run_fn(mel, sigma=args.sigma, generator=generator)
                 for (stem, _), clip in zip(part, audio):
-                    save_wav(args.out / f"{stem}.wav", clip.cpu())
+                    save_wav(args.out if single_file else args.out / f"{stem}.wav", clip.cpu())
                 bar.update(len(part))
     print(f"wrote {len(items)} file(s) to {args.out} (checkpoint step {info['step']}, sigma {args.sigma})")
     return 0

@@ -12,27 +12,27 @@ Every energy number carries its method (``measured:...`` or ``estimated:...`` fr
 when it was scaled beyond what was run, the word ``extrapolated``; notebooks 03-05 print these
 labels next to the numbers.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import torch
 
-from .audio import HOP_LENGTH, SAMPLE_RATE
-from .carbontracking import CarbontrackerSession
-from .checkpoint import load_checkpoint
-from .config import WaveFlowConfig
-from .energy import EnergyMeter, EnergyRecord, append_record
+from . import quality
+from .audio import SAMPLE_RATE, log_mel, samples_for
+from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
+from .devices import resolve_device
+from .energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
 from .flops import count as count_flops
-from .model import WaveFlow
-from .synthesis import FastSynthesizer
-from .train import TrainConfig, resolve_device, train
+from .model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, synthesize
+from .train import PAPER_BATCH, TrainConfig, train
 
-PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
-PAPER_SEGMENT = 16_000  # samples per training crop
+PAPER_SEGMENT = DEFAULT_SEGMENT  # 16,000-sample training crops, as in WaveFlow and Douwes et al.
 #: Steps of the paper's training schedule by residual channels r (Section 5.1 of Douwes et al.).
 PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
 E_GEN_SECONDS = 100.0  # E_gen is the energy to generate 100 s of audio
@@ -44,23 +44,21 @@ def _log(record: EnergyRecord, log: bool | str | Path) -> None:
         append_record(record, None if log is True else log)
 
 
-def energy_label(record: EnergyRecord) -> str:
-    """``"measured:rapl + estimated:tdp×utilisation"``-style summary of how a record was obtained."""
-    methods = sorted({c.method for c in record.components if c.joules == c.joules})
-    return " + ".join(methods) if methods else "none"
+def _extrapolated_kwh(j_per_audio_sample: float, schedule_steps: int) -> float:
+    """Training energy of a whole schedule at the paper's batch and crop, from joules per audio sample.
 
-
-def hardware_label(record: EnergyRecord) -> str:
-    """The devices behind a record, e.g. ``"1 x NVIDIA TITAN V; AMD EPYC 7232P"``."""
-    gpus = [c.device for c in record.components if c.kind == "gpu"]
-    parts = [f"{len(gpus)} x {gpus[0]}"] if gpus else []
-    return "; ".join(parts + [record.cpu_device]) if record.cpu_device else "; ".join(parts)
+    Cost is taken as proportional to the audio processed, which holds for this fully convolutional
+    model at a fixed crop length.
+    """
+    return j_per_audio_sample * schedule_steps * PAPER_BATCH * PAPER_SEGMENT / J_PER_KWH
 
 
 def paper_steps(config: WaveFlowConfig) -> int:
     """Training steps of the paper's schedule for this r (ValueError for an r it did not train)."""
     if config.res_channels not in PAPER_STEPS:
-        raise ValueError(f"paper_steps: r={config.res_channels} has no paper schedule; expected one of {sorted(PAPER_STEPS)}")
+        raise ValueError(
+            f"paper_steps: r={config.res_channels} has no paper schedule; expected one of {sorted(PAPER_STEPS)}"
+        )
     return PAPER_STEPS[config.res_channels]
 
 
@@ -102,20 +100,57 @@ def measure_training(
     if warmup_steps < 1:
         raise ValueError(f"measure_training: warmup_steps={warmup_steps}; expected >= 1 (the meter starts after it)")
     sched = schedule_steps if schedule_steps is not None else paper_steps(config)  # fail before training
-    run = TrainConfig(model=config, data=str(data), out=str(out), steps=warmup_steps + steps, batch_size=batch_size,
-                      segment=segment, seed=seed, device=device, val_every=0, val_clips=0, name=name)
+    run = TrainConfig(
+        model=config,
+        data=str(data),
+        out=str(out),
+        steps=warmup_steps + steps,
+        batch_size=batch_size,
+        segment=segment,
+        seed=seed,
+        device=device,
+        val_every=0,
+        val_clips=0,
+        name=name,
+    )
+    meter = EnergyMeter(f"train {name}", intensity=intensity, pue=pue)
+    session = (
+        CarbontrackerSession(
+            epochs,
+            log_dir=Path(out) / "carbontracker",
+            intensity=intensity,
+            pue=pue,
+            meter=meter,
+            update_interval=ct_update_interval,
+        )
+        if carbontracker
+        else None
+    )
+    result, ct = _metered_run(run, meter, session, warmup_steps, steps, epochs)
+    _log(meter.record, log)
+    return _training_row(name, config, run, result, meter.record, session, ct, steps, sched)
+
+
+def _metered_run(
+    run: TrainConfig,
+    meter: EnergyMeter,
+    session: CarbontrackerSession | None,
+    warmup_steps: int,
+    steps: int,
+    epochs: int,
+) -> tuple[Any, Any]:
+    """Train ``run`` with ``meter`` (and Carbontracker) covering exactly the measured steps.
+
+    The measured window opens when the last warm-up step ends and closes when the last measured
+    step ends, before the final checkpoint is written (set-up, data validation and checkpoint I/O
+    are not training energy). Returns ``(TrainResult, CarbontrackerResult or None)``.
+    """
     per_epoch = [steps // epochs + (1 if i < steps % epochs else 0) for i in range(epochs)]
     boundaries = {warmup_steps + sum(per_epoch[: i + 1]) for i in range(epochs)}
-    meter = EnergyMeter(f"train {name}", intensity=intensity, pue=pue)
-    session = CarbontrackerSession(epochs, log_dir=Path(out) / "carbontracker", intensity=intensity, pue=pue,
-                                   meter=meter, update_interval=ct_update_interval) if carbontracker else None
     if session is not None:
         session.start()  # build the tracker now, outside the measured window
     state: dict[str, Any] = {}
 
-    # The measured window is exactly the optimisation steps after the warm-up: it opens when the
-    # last warm-up step ends and closes when the last measured step ends, before the final
-    # checkpoint is written (set-up, data validation and checkpoint I/O are not training energy).
     def on_step(step: int, loss: float) -> None:
         if step == warmup_steps:
             meter.start()
@@ -138,42 +173,77 @@ def measure_training(
             state["ct"] = session.stop()
         if "record" not in state:
             meter.stop()
-    ct = state["ct"]
-    record = meter.record
-    _log(record, log)
-    examples = steps * batch_size
-    audio_samples = examples * segment
+    return result, state["ct"]
+
+
+def _training_row(
+    name: str,
+    config: WaveFlowConfig,
+    run: TrainConfig,
+    result: Any,
+    record: EnergyRecord,
+    session: CarbontrackerSession | None,
+    ct: Any,
+    steps: int,
+    sched: int,
+) -> dict[str, Any]:
+    """The tidy E_train row of one measured run, with Carbontracker's figures beside ours."""
+    examples = steps * run.batch_size
+    audio_samples = examples * run.segment
     j_per_sample = record.energy_j_pue / audio_samples
     with torch.device("meta"):  # counting only: no memory for WF5's 86 M parameters
         params = WaveFlow(config).num_parameters()
     row = {
-        "config": name, "h": config.n_height, "r": config.res_channels, "params": params,
-        "steps": steps, "batch_size": batch_size, "segment": segment, "wall_s": record.wall_s,
-        "energy_j": record.energy_j, "pue": record.pue, "energy_j_pue": record.energy_j_pue,
-        "energy_method": energy_label(record), "hardware": hardware_label(record),
-        "cpu_tdp_w": record.cpu_tdp_w, "cpu_utilisation": record.cpu_utilisation,
-        "j_per_step": record.energy_j_pue / steps, "j_per_example": record.energy_j_pue / examples,
+        "config": name,
+        "h": config.n_height,
+        "r": config.res_channels,
+        "params": params,
+        "steps": steps,
+        "batch_size": run.batch_size,
+        "segment": run.segment,
+        "wall_s": record.wall_s,
+        "energy_j": record.energy_j,
+        "pue": record.pue,
+        "energy_j_pue": record.energy_j_pue,
+        "energy_method": record.methods_label(),
+        "hardware": record.hardware_label(),
+        "cpu_tdp_w": record.cpu_tdp_w,
+        "cpu_utilisation": record.cpu_utilisation,
+        "j_per_step": record.energy_j_pue / steps,
+        "j_per_example": record.energy_j_pue / examples,
         "j_per_audio_sample": j_per_sample,
-        "final_loss": result.final_train_loss, "val_nll_nats": result.final_val_nll,
+        "final_loss": result.final_train_loss,
+        "val_nll_nats": result.final_val_nll,
         "checkpoint": str(result.last_checkpoint),
         "schedule_steps": sched,
-        "e_train_kwh_extrapolated": j_per_sample * sched * PAPER_BATCH * PAPER_SEGMENT / 3.6e6,
-        "e_train_label": f"extrapolated from {steps} steps ({energy_label(record)})",
-        "intensity_g_per_kwh": record.intensity_g_per_kwh, "intensity_code": record.intensity_code,
+        "e_train_kwh_extrapolated": _extrapolated_kwh(j_per_sample, sched),
+        "e_train_label": f"extrapolated from {steps} steps ({record.methods_label()})",
+        "intensity_g_per_kwh": record.intensity_g_per_kwh,
+        "intensity_code": record.intensity_code,
         "notes": " | ".join(record.notes),
     }
     if ct is None and session is not None:
-        row.update(ct_energy_kwh=math.nan, ct_extrapolated_kwh=math.nan, ct_e_train_kwh_extrapolated=math.nan,
-                   ct_method="Carbontracker failed (see ct_notes)", ct_notes=" | ".join(session.notes))
+        row.update(
+            ct_energy_kwh=math.nan,
+            ct_extrapolated_kwh=math.nan,
+            ct_e_train_kwh_extrapolated=math.nan,
+            ct_method="Carbontracker failed (see ct_notes)",
+            ct_notes=" | ".join(session.notes),
+        )
     if ct is not None:
-        row.update(ct_energy_kwh=ct.energy_kwh, ct_extrapolated_kwh=ct.extrapolated_kwh, ct_method=ct.method,
-                   ct_e_train_kwh_extrapolated=ct.energy_j / audio_samples * sched * PAPER_BATCH * PAPER_SEGMENT / 3.6e6,
-                   ct_notes=" | ".join(ct.notes))
+        row.update(
+            ct_energy_kwh=ct.energy_kwh,
+            ct_extrapolated_kwh=ct.extrapolated_kwh,
+            ct_method=ct.method,
+            ct_e_train_kwh_extrapolated=_extrapolated_kwh(ct.energy_j / audio_samples, sched),
+            ct_notes=" | ".join(ct.notes),
+        )
     return row
 
 
-def rescale_schedule(table: pd.DataFrame, model: str, from_steps: int, to_steps: int,
-                     column: str = "e_train_kwh", key: str = "model") -> pd.DataFrame:
+def rescale_schedule(
+    table: pd.DataFrame, model: str, from_steps: int, to_steps: int, column: str = "e_train_kwh", key: str = "model"
+) -> pd.DataFrame:
     """Copy of a results table with one model's training energy scaled to another step count.
 
     Training energy is proportional to steps at a fixed batch and segment, so this answers "what
@@ -193,11 +263,12 @@ def rescale_schedule(table: pd.DataFrame, model: str, from_steps: int, to_steps:
 def longest_clips(data: str | Path, n_clips: int, report: Any = None) -> list[torch.Tensor]:
     """Audio of the ``n_clips`` longest clips of a folder (all splits), chosen from the wav headers
     so that a 13,100-clip LJSpeech is not decoded just to pick ten clips."""
-    from .data import LJSpeech, validate_dataset
-
     report = report if report is not None else validate_dataset(data)
+    # n_height only satisfies LJSpeech's crop check (segment % h); no crops are drawn here.
     pools = [LJSpeech(data, split, n_height=8, cache=False, report=report) for split in ("train", "validation", "test")]
-    ranked = sorted(((ds.clips[i].num_samples, k, i) for k, ds in enumerate(pools) for i in range(len(ds))), reverse=True)
+    ranked = sorted(
+        ((ds.clips[i].num_samples, k, i) for k, ds in enumerate(pools) for i in range(len(ds))), reverse=True
+    )
     return [pools[k].load(i) for _, k, i in ranked[:n_clips]]
 
 
@@ -209,11 +280,9 @@ def energy_mels(clips: Iterable[torch.Tensor], n_clips: int, seconds: float) -> 
     10 x 10 s works even on folders whose clips are all under 10 s. The length is rounded to
     whole hops: ``frames = round(seconds * 22050 / 256) + 1``.
     """
-    from .audio import log_mel
-
     if n_clips < 1 or not seconds > 0:
         raise ValueError(f"energy_mels: n_clips={n_clips}, seconds={seconds}; expected >= 1 clip of > 0 s")
-    samples = HOP_LENGTH * max(3, round(seconds * SAMPLE_RATE / HOP_LENGTH))
+    samples = samples_for(seconds, min_hops=3)
     pool = sorted(clips, key=lambda c: -c.shape[-1])
     if not pool:
         raise ValueError("energy_mels: no clips given")
@@ -225,7 +294,9 @@ def energy_mels(clips: Iterable[torch.Tensor], n_clips: int, seconds: float) -> 
     return mels
 
 
-def _synthesize_all(synth: FastSynthesizer, mels: list[torch.Tensor], batch_size: int, seed: int, device: torch.device) -> float:
+def _synthesize_all(
+    synth: FastSynthesizer, mels: list[torch.Tensor], batch_size: int, seed: int, device: torch.device
+) -> float:
     """Synthesise every mel in batches of equal length; returns seconds of audio produced."""
     generator = torch.Generator(device=device).manual_seed(seed)
     produced = 0
@@ -258,7 +329,9 @@ def measure_inference(
     if not mels:
         raise ValueError("measure_inference: no mels given; expected at least one (n_mels, frames) tensor")
     if len({m.shape for m in mels}) != 1:
-        raise ValueError(f"measure_inference: mels must share one shape to batch, got {sorted({tuple(m.shape) for m in mels})}")
+        raise ValueError(
+            f"measure_inference: mels must share one shape to batch, got {sorted({tuple(m.shape) for m in mels})}"
+        )
     dev = resolve_device(str(device))
     if not isinstance(model, WaveFlow):
         model, _ = load_checkpoint(model, device=dev)
@@ -274,15 +347,26 @@ def measure_inference(
     flops = flops_per_s * seconds
     exact = math.isclose(seconds, E_GEN_SECONDS, rel_tol=1e-3)
     return {
-        "config": name, "h": model.config.n_height, "r": model.config.res_channels,
-        "clips": len(mels), "batch_size": batch_size, "audio_s": seconds, "wall_s": record.wall_s,
-        "rtf": record.wall_s / seconds, "energy_j": record.energy_j, "pue": record.pue,
-        "energy_j_pue": record.energy_j_pue, "energy_method": energy_label(record),
-        "hardware": hardware_label(record), "j_per_audio_s": record.energy_j_pue / seconds,
-        "e_gen_wh": record.energy_j_pue / seconds * E_GEN_SECONDS / 3600.0,
-        "e_gen_label": ("measured" if exact else f"extrapolated from {seconds:.2f} s") + f" ({energy_label(record)})",
-        "gflops_per_audio_s": flops_per_s / 1e9, "achieved_gflops": flops / 1e9 / record.wall_s,
-        "j_per_gflop": record.energy_j_pue / (flops / 1e9), "notes": " | ".join(record.notes),
+        "config": name,
+        "h": model.config.n_height,
+        "r": model.config.res_channels,
+        "clips": len(mels),
+        "batch_size": batch_size,
+        "audio_s": seconds,
+        "wall_s": record.wall_s,
+        "rtf": record.wall_s / seconds,
+        "energy_j": record.energy_j,
+        "pue": record.pue,
+        "energy_j_pue": record.energy_j_pue,
+        "energy_method": record.methods_label(),
+        "hardware": record.hardware_label(),
+        "j_per_audio_s": record.energy_j_pue / seconds,
+        "e_gen_wh": record.energy_j_pue / seconds * E_GEN_SECONDS / J_PER_WH,
+        "e_gen_label": ("measured" if exact else f"extrapolated from {seconds:.2f} s") + f" ({record.methods_label()})",
+        "gflops_per_audio_s": flops_per_s / 1e9,
+        "achieved_gflops": flops / 1e9 / record.wall_s,
+        "j_per_gflop": record.energy_j_pue / (flops / 1e9),
+        "notes": " | ".join(record.notes),
     }
 
 
@@ -312,22 +396,24 @@ def batch_sweep(
 
 
 # ----------------------------------------------------------------------------------------------
-def measure_quality(name: str, model: WaveFlow, clips: Iterable, *, sigma: float = 1.0, seed: int = 0,
-                    mos: bool = True) -> dict[str, Any]:
+def measure_quality(
+    name: str, model: WaveFlow, clips: Iterable, *, sigma: float = 1.0, seed: int = 0, mos: bool = True
+) -> dict[str, Any]:
     """Quality of one model on held-out clips: NLL, resynthesis distances and predicted MOS.
 
     Resynthesis uses the fast path; the predicted MOS is DNSMOS P.808 (``quality.PRED_MOS_LABEL``),
     not a listening test. Returns the summary row of :func:`waveflow.quality.evaluate_model`.
     """
-    from . import quality
-    from .synthesis import synthesize
-
     rows = quality.evaluate_model(model, clips, synth_fn=synthesize, sigma=sigma, seed=seed, mos=mos)
     summary = quality.summarize(rows)
     return {
-        "config": name, "clips": len(rows), "audio_s": summary["duration_s"],
-        "nll_nats": summary["nll_nats_per_sample"], "nll_bits": summary["nll_bits_per_sample"],
-        "log_mel_l1": summary["log_mel_l1"], "mcd_db": summary["mcd_db"],
+        "config": name,
+        "clips": len(rows),
+        "audio_s": summary["duration_s"],
+        "nll_nats": summary["nll_nats_per_sample"],
+        "nll_bits": summary["nll_bits_per_sample"],
+        "log_mel_l1": summary["log_mel_l1"],
+        "mcd_db": summary["mcd_db"],
         "pred_mos": summary.get(f"{quality.PRED_MOS_COLUMN}_resynth", math.nan),
         "pred_mos_original": summary.get(f"{quality.PRED_MOS_COLUMN}_original", math.nan),
         "pred_mos_label": quality.PRED_MOS_LABEL,
@@ -344,9 +430,21 @@ def measured_summary(training: pd.DataFrame, inference: pd.DataFrame, quality: p
     ``1 - pred_mos / 5`` to mirror the paper's ``1 - %MOS`` axis.
     """
     t = training[["config", "params", "e_train_kwh_extrapolated", "e_train_label"]].rename(
-        columns={"e_train_kwh_extrapolated": "e_train_kwh", "e_train_label": "e_train_kwh_kind"})
+        columns={"e_train_kwh_extrapolated": "e_train_kwh", "e_train_label": "e_train_kwh_kind"}
+    )
     g = inference[["config", "e_gen_wh", "e_gen_label"]].rename(columns={"e_gen_label": "e_gen_wh_kind"})
     q = quality[["config", "nll_nats", "nll_bits", "pred_mos"]]
     out = t.merge(g, on="config").merge(q, on="config")
-    return out[["config", "params", "nll_nats", "nll_bits", "pred_mos", "e_train_kwh", "e_train_kwh_kind",
-                "e_gen_wh", "e_gen_wh_kind"]]
+    return out[
+        [
+            "config",
+            "params",
+            "nll_nats",
+            "nll_bits",
+            "pred_mos",
+            "e_train_kwh",
+            "e_train_kwh_kind",
+            "e_gen_wh",
+            "e_gen_wh_kind",
+        ]
+    ]

@@ -5,10 +5,11 @@ All objectives are minimised (the paper uses 1 − MOS/5 and energy). Point ``a`
 dominate each other and both stay on the front. Works for any number of objectives; the dominance
 matrix is O(n² · m) memory, fine for the hundreds of configurations a study compares.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -142,8 +143,10 @@ def hypervolume(points, reference) -> float:
         raise ValueError(f"hypervolume: reference must be finite, got {ref.tolist()}")
     if len(p) and not (p < ref).all():
         bad = int(np.flatnonzero(~(p < ref).all(axis=1))[0])
-        raise ValueError(f"hypervolume: reference {ref.tolist()} must be strictly worse than every point in every "
-                         f"objective, but point {bad} is {p[bad].tolist()}")
+        raise ValueError(
+            f"hypervolume: reference {ref.tolist()} must be strictly worse than every point in every "
+            f"objective, but point {bad} is {p[bad].tolist()}"
+        )
     return float(_hv(p[pareto_mask(p)], ref)) if len(p) else 0.0
 
 
@@ -154,7 +157,10 @@ def normalized_hypervolume(points, reference, ideal=None) -> float:
     ref = np.asarray(reference, dtype=float).reshape(-1)
     lo = p.min(axis=0) if ideal is None else np.asarray(ideal, dtype=float).reshape(-1)
     if lo.shape != ref.shape or not (lo < ref).all():
-        raise ValueError(f"normalized_hypervolume: expected ideal < reference in every objective, got {lo.tolist()} and {ref.tolist()}")
+        raise ValueError(
+            "normalized_hypervolume: expected ideal < reference in every objective, "
+            f"got {lo.tolist()} and {ref.tolist()}"
+        )
     return hypervolume(p, ref) / float(np.prod(ref - lo))
 
 
@@ -204,8 +210,9 @@ def pareto_table(df: pd.DataFrame, objectives: Sequence[str], label: str, maximi
     return out
 
 
-def pareto_front_from_csv(path: Path | str, objectives: Sequence[str], label: str,
-                          maximize: Sequence[str] = ()) -> pd.DataFrame:
+def pareto_front_from_csv(
+    path: Path | str, objectives: Sequence[str], label: str, maximize: Sequence[str] = ()
+) -> pd.DataFrame:
     """:func:`pareto_table` of a results CSV, for anyone's own measurements."""
     return pareto_table(pd.read_csv(path), objectives, label, maximize=maximize)
 
@@ -218,30 +225,6 @@ def dominated_summary(table: pd.DataFrame, label: str) -> str:
     parts = [f"{row[label]} (by {row['dominated_by']})" for _, row in dominated.iterrows()]
     optimal = ", ".join(table.loc[table["pareto_optimal"], label].astype(str))
     return f"dominated: {', '.join(parts)}; optimal: {optimal}"
-
-
-def plot_front(ax, table: pd.DataFrame, x: str, y: str, label: str, hv_reference=None) -> None:
-    """Draw a 2-D :func:`pareto_table`: optimal points blue, dominated red (the paper's Fig. 2 colours),
-    the front as a staircase, and, given a reference, the dominated region shaded."""
-    opt = table[table["pareto_optimal"]].sort_values(x)
-    dom = table[~table["pareto_optimal"]]
-    if hv_reference is not None:
-        rx, ry = hv_reference
-        xs, ys = [opt[x].iloc[0]], [ry]
-        for px, py in zip(opt[x], opt[y]):
-            xs += [px, px]
-            ys += [ys[-1], py]
-        xs.append(rx)
-        ys.append(ys[-1])
-        ax.fill_between(xs, ys, ry, step=None, color="tab:blue", alpha=0.08, lw=0)
-        ax.plot(xs[1:], ys[1:], color="tab:blue", lw=1, alpha=0.6)
-        ax.plot([rx], [ry], marker="x", color="grey", ls="none")
-        ax.annotate("reference", (rx, ry), textcoords="offset points", xytext=(-4, -12), ha="right", fontsize=8, color="grey")
-    ax.scatter(opt[x], opt[y], color="tab:blue", s=45, zorder=3, label="Pareto optimal")
-    if len(dom):
-        ax.scatter(dom[x], dom[y], color="tab:red", s=45, zorder=3, label="dominated")
-    for _, row in table.iterrows():
-        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=9)
 
 
 def pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str) -> pd.DataFrame:
@@ -284,42 +267,15 @@ def hypervolume_summary(df: pd.DataFrame, spaces: dict[str, Sequence[str]], marg
     for name, objectives in spaces.items():
         p = df[list(objectives)].to_numpy(dtype=float)
         ref = reference_point(p, margin)
-        rows.append({"space": name, "objectives": " vs ".join(objectives),
-                     "reference": "(" + ", ".join(f"{r:.6g}" for r in ref) + ")",
-                     "n_points": len(p), "n_optimal": int(pareto_mask(p).sum()),
-                     "hypervolume": hypervolume(p, ref), "normalized_hypervolume": normalized_hypervolume(p, ref)})
+        rows.append(
+            {
+                "space": name,
+                "objectives": " vs ".join(objectives),
+                "reference": "(" + ", ".join(f"{r:.6g}" for r in ref) + ")",
+                "n_points": len(p),
+                "n_optimal": int(pareto_mask(p).sum()),
+                "hypervolume": hypervolume(p, ref),
+                "normalized_hypervolume": normalized_hypervolume(p, ref),
+            }
+        )
     return pd.DataFrame(rows)
-
-
-def plot_pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str, margin: float = 0.1,
-                       axis_labels: dict[str, str] | None = None, ncols: int = 2):
-    """One panel per 2-objective space: quality (first objective) on y against energy on x, optimal
-    points blue and dominated red, the front's hypervolume shaded and printed.
-
-    Returns:
-        The matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-
-    axis_labels = axis_labels or {}
-    nrows = -(-len(spaces) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
-    for ax, (space, objectives) in zip(axes.flat, spaces.items()):
-        if len(objectives) != 2:
-            raise ValueError(f"plot_pareto_spaces: space {space!r} has {len(objectives)} objectives; expected 2")
-        q, e = objectives
-        t = pareto_table(df, [q, e], label)
-        ref = reference_point(t[[e, q]].to_numpy(dtype=float), margin)
-        plot_front(ax, t, x=e, y=q, label=label, hv_reference=ref)
-        nhv = normalized_hypervolume(t[[e, q]].to_numpy(dtype=float), ref)
-        ax.text(0.02, 0.03, f"normalised hypervolume {nhv:.3f}", transform=ax.transAxes, fontsize=8, color="tab:blue",
-                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
-        ax.set_xlabel(axis_labels.get(e, e))
-        ax.set_ylabel(axis_labels.get(q, q))
-        dominated = ", ".join(t.loc[~t["pareto_optimal"], label].astype(str)) or "none"
-        ax.set_title(f"{space}: dominated = {dominated}", fontsize=10)
-    for ax in list(axes.flat)[len(spaces):]:
-        ax.set_visible(False)
-    axes.flat[0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.08), fontsize=8)
-    fig.tight_layout()
-    return fig

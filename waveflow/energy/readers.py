@@ -1,6 +1,6 @@
 """Energy readers behind :class:`waveflow.energy.EnergyMeter`: RAPL, NVML, and the CPU estimate.
 
-Every reader exposes the same tiny interface: ``read() -> float`` returns the joules used since
+Every reader is an :class:`EnergyReader` with the same tiny interface: ``read() -> float`` returns the joules used since
 the reader was built (a cumulative figure), so a meter can take snapshots at the start, at marks
 and at the end of a block and subtract them. Readers that need periodic attention (power
 polling, RAPL wrap-around) also have ``poll()`` and a ``poll_interval_s``; the meter runs one
@@ -16,6 +16,7 @@ Method labels (the ``method`` attribute) say how a number was obtained:
 * ``estimated:tdp×utilisation``: the CPU's TDP times the CPU utilisation of the measured process
   tree. Not a measurement: used when RAPL is absent or unreadable (VMs, containers, non-root).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,9 +27,10 @@ import re
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 METHOD_NVML_ENERGY = "measured:nvml-energy"
 METHOD_NVML_POWER = "measured:nvml-power"
@@ -48,9 +50,33 @@ RAPL_DOMAINS = ("package", "dram")
 _RAPL_DIR = re.compile(r"^(intel|amd)-rapl:\d+(:\d+)?$")
 
 
+class EnergyReader:
+    """What the meter needs of a reader: cumulative joules, plus optional periodic attention.
+
+    Subclasses set ``kind`` (gpu/cpu/dram), ``device`` and ``method`` and implement
+    :meth:`read`. ``poll_interval_s`` is None for readers that need no background thread; the
+    meter starts its sampling thread only when some reader sets it.
+    """
+
+    kind: str = ""
+    device: str = ""
+    method: str = ""
+    poll_interval_s: float | None = None
+
+    def read(self) -> float:
+        """Joules since the reader was built (cumulative)."""
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        """Fold a fresh sample into the running total (no-op for counters read on demand)."""
+
+    def close(self) -> None:
+        """Release what the reader holds (no-op by default)."""
+
+
 # ------------------------------------------------------------------------------------------
 # RAPL
-class RaplDomain:
+class RaplDomain(EnergyReader):
     """One powercap domain (``intel-rapl:0`` = package-0, ``intel-rapl:0:2`` = dram, ...).
 
     Args:
@@ -93,11 +119,10 @@ class RaplDomain:
         self.poll()
         return self._total_uj / 1e6
 
-    def close(self) -> None:
-        pass
 
-
-def rapl_domains(root: str | os.PathLike | None = None, read_text: Callable[[Path], str] | None = None) -> list[RaplDomain]:
+def rapl_domains(
+    root: str | os.PathLike | None = None, read_text: Callable[[Path], str] | None = None
+) -> list[RaplDomain]:
     """The package and dram domains under a powercap root, readable or not.
 
     Returns an empty list when the root does not exist (VMs, macOS). ``PermissionError`` from a
@@ -120,7 +145,7 @@ def rapl_domains(root: str | os.PathLike | None = None, read_text: Callable[[Pat
 
 # ------------------------------------------------------------------------------------------
 # NVML
-class NvmlEnergyCounter:
+class NvmlEnergyCounter(EnergyReader):
     """GPU energy from NVML's total-energy counter (mJ since the driver loaded; Volta and newer)."""
 
     method = METHOD_NVML_ENERGY
@@ -132,17 +157,11 @@ class NvmlEnergyCounter:
         self.device = f"gpu:{index} {name}"
         self._start_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
 
-    def poll(self) -> None:
-        pass
-
     def read(self) -> float:
         return (self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) - self._start_mj) / 1e3
 
-    def close(self) -> None:
-        pass
 
-
-class NvmlPowerIntegrator:
+class NvmlPowerIntegrator(EnergyReader):
     """GPU energy by integrating ``nvmlDeviceGetPowerUsage`` (mW) sampled by the meter's thread.
 
     Trapezoidal integration between samples; ``read()`` takes a fresh sample, so the figure at the
@@ -173,9 +192,6 @@ class NvmlPowerIntegrator:
     def read(self) -> float:
         self.poll()
         return self._joules
-
-    def close(self) -> None:
-        pass
 
 
 def _visible_gpu_handles(nvml: Any) -> list[tuple[int, Any]]:
@@ -221,7 +237,9 @@ def nvml_readers(nvml: Any, poll_hz: float = DEFAULT_POLL_HZ) -> tuple[list[Any]
             readers.append(NvmlPowerIntegrator(nvml, handle, index, name, poll_hz))
             notes.append(f"gpu:{index} {name}: no NVML energy counter ({reason}); power sampled at {poll_hz:g} Hz")
         except error as exc:
-            notes.append(f"gpu:{index} {name}: neither NVML energy nor power is readable ({type(exc).__name__}); not measured")
+            notes.append(
+                f"gpu:{index} {name}: neither NVML energy nor power is readable ({type(exc).__name__}); not measured"
+            )
     return readers, notes
 
 
@@ -297,19 +315,29 @@ def lookup_cpu_tdp(brand: str, table: dict[str, float] | None = None) -> CpuTdp:
         if hits:
             best = min(hits, key=len)  # the plain model, not its "K"/"T" variants
             name = normalised[best]
-            return CpuTdp(brand, table[name], "model", name, f"model {' '.join(models)!r} matched {name!r} ({table[name]:g} W)")
+            return CpuTdp(
+                brand, table[name], "model", name, f"model {' '.join(models)!r} matched {name!r} ({table[name]:g} W)"
+            )
     elif tokens:
         family = [k for k in normalised if k.split()[: len(tokens)] == tokens]
         if family:
             tdps = [table[normalised[k]] for k in family]
             tdp = statistics.median(tdps)
             return CpuTdp(
-                brand, tdp, "generic", f"{len(family)} rows '{target} ...'",
+                brand,
+                tdp,
+                "generic",
+                f"{len(family)} rows '{target} ...'",
                 f"generic brand {brand!r} (no model number): median TDP of the {len(family)} table rows of "
                 f"this family ({min(tdps):g}-{max(tdps):g} W) = {tdp:g} W",
             )
-    return CpuTdp(brand, median_all, "default", "table median",
-                  f"unknown CPU {brand!r}: median TDP of the {len(table)}-row table = {median_all:g} W")
+    return CpuTdp(
+        brand,
+        median_all,
+        "default",
+        "table median",
+        f"unknown CPU {brand!r}: median TDP of the {len(table)}-row table = {median_all:g} W",
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -330,7 +358,7 @@ def cpu_brand() -> str:
         import cpuinfo
 
         return str(cpuinfo.get_cpu_info().get("brand_raw", "")) or "unknown CPU"
-    except Exception:  # noqa: BLE001 - any failure just means "unknown"
+    except Exception:  # any failure just means "unknown"
         return "unknown CPU"
 
 
@@ -375,7 +403,7 @@ def process_tree_cpu_seconds(include_self: bool = True, pid: int | None = None) 
     return total
 
 
-class CpuUtilisationEstimate:
+class CpuUtilisationEstimate(EnergyReader):
     """CPU package energy as TDP x utilisation of the measured process tree.
 
     utilisation = CPU seconds of the tree / (wall seconds x logical CPUs), so the energy of an
@@ -392,21 +420,26 @@ class CpuUtilisationEstimate:
     poll_interval_s: float | None = None
     kind = "cpu"
 
-    def __init__(self, tdp: CpuTdp, cpu_seconds: Callable[[], float] | None = None,
-                 logical_cpus: int | None = None, packages: int | None = None) -> None:
+    def __init__(
+        self,
+        tdp: CpuTdp,
+        cpu_seconds: Callable[[], float] | None = None,
+        logical_cpus: int | None = None,
+        packages: int | None = None,
+    ) -> None:
         topo = cpu_topology() if logical_cpus is None or packages is None else None
         self.logical_cpus = logical_cpus or topo[0]
         self.packages = packages or topo[1]
         if self.logical_cpus < 1 or self.packages < 1:
-            raise ValueError(f"CpuUtilisationEstimate: expected >= 1 logical CPU and package, got {self.logical_cpus}, {self.packages}")
+            raise ValueError(
+                "CpuUtilisationEstimate: expected >= 1 logical CPU and package, "
+                f"got {self.logical_cpus}, {self.packages}"
+            )
         self.tdp = tdp
         self.device = tdp.brand
         self._cpu_seconds = cpu_seconds or process_tree_cpu_seconds
         self._start = self._cpu_seconds()
         self.cpu_seconds = 0.0
-
-    def poll(self) -> None:
-        pass
 
     def read(self) -> float:
         self.cpu_seconds = self._cpu_seconds() - self._start
@@ -415,6 +448,3 @@ class CpuUtilisationEstimate:
     def utilisation(self, wall_s: float) -> float:
         """Mean utilisation (0-1) of all logical CPUs over ``wall_s`` seconds up to the last read."""
         return self.cpu_seconds / (wall_s * self.logical_cpus) if wall_s > 0 else float("nan")
-
-    def close(self) -> None:
-        pass

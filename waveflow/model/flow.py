@@ -17,6 +17,7 @@ Synthesis (``infer``) inverts row by row, ``x_i = (z_i - t_i) * exp(-log_s_i)``:
 steps per flow. This file holds the straightforward reference inverse; :mod:`waveflow.synthesis`
 holds the cached fast path that is tested against it.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,6 +54,84 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(2, 3).reshape(b, c, h * w)
 
 
+# ------------------------------------------------------------------------------------------------
+# input checks, shared by the reference model and the fast synthesizer
+def check_audio(config: WaveFlowConfig, audio: torch.Tensor, name: str = "audio") -> torch.Tensor:
+    """Batched ``(B, T)`` view of audio or a latent; ValueError unless T is a positive multiple of h
+    and every sample is finite."""
+    if audio.dim() not in (1, 2):
+        raise ValueError(f"WaveFlow: {name} must have shape (batch, time) or (time,), got {tuple(audio.shape)}")
+    x = audio if audio.dim() == 2 else audio.unsqueeze(0)
+    t, h = x.shape[-1], config.n_height
+    if t == 0 or t % h:
+        raise ValueError(
+            f"WaveFlow: {name} length {t} is not a positive multiple of the squeezed height h={h}; "
+            f"expected T % {h} == 0 (crop or pad the audio)"
+        )
+    if x.device.type != "meta" and not torch.isfinite(x).all():  # meta: shape-only FLOP counting
+        raise ValueError(f"WaveFlow: {name} contains NaN or infinite values; expected finite samples")
+    return x
+
+
+def check_mel(config: WaveFlowConfig, mel: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Batched ``(B, n_mels, L)`` view of a log-mel; ValueError on a wrong shape, batch or value."""
+    if mel.dim() not in (2, 3):
+        raise ValueError(
+            f"WaveFlow: mel must have shape (batch, n_mels, frames) or (n_mels, frames), got {tuple(mel.shape)}"
+        )
+    m = mel if mel.dim() == 3 else mel.unsqueeze(0)
+    if m.shape[1] != config.n_mels:
+        raise ValueError(
+            f"WaveFlow: mel has {m.shape[1]} mel bins; expected n_mels={config.n_mels} "
+            "(mel shape is (batch, n_mels, frames))"
+        )
+    if batch is not None and m.shape[0] != batch:
+        raise ValueError(f"WaveFlow: mel batch {m.shape[0]} does not match audio batch {batch}")
+    if m.device.type != "meta" and not torch.isfinite(m).all():
+        raise ValueError(
+            "WaveFlow: mel contains NaN or infinite values; expected a finite log-mel (floored at log 1e-5)"
+        )
+    return m
+
+
+def check_frames(config: WaveFlowConfig, frames: int, samples: int) -> None:
+    """ValueError unless ``frames == samples // hop + 1``, the alignment :func:`waveflow.audio.log_mel` gives."""
+    expected = samples // config.hop_length + 1
+    if frames != expected:
+        raise ValueError(
+            f"WaveFlow: mel has {frames} frames but the audio has {samples} samples; expected "
+            f"{expected} frames (samples // hop {config.hop_length} + 1, as log_mel gives)"
+        )
+
+
+def prepare_latent(
+    config: WaveFlowConfig, mel: torch.Tensor, sigma: float, z: torch.Tensor | None, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs of synthesis and return ``(batched mel, batched z)``.
+
+    Shared by :meth:`WaveFlow.infer` and :class:`~waveflow.model.FastSynthesizer`, which must sample
+    the same latent from the same generator to give the same audio. Without ``z``, the latent is
+    ``sigma`` times standard normal noise of ``hop * (frames - 1)`` samples.
+    """
+    m = check_mel(config, mel)
+    if z is None:
+        samples = config.hop_length * (m.shape[-1] - 1)
+        if samples <= 0 or samples % config.n_height:
+            raise ValueError(
+                f"WaveFlow.infer: mel has {m.shape[-1]} frames, giving {samples} samples; expected at least "
+                f"2 frames and hop * (frames - 1) divisible by h={config.n_height}"
+            )
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"WaveFlow.infer: sigma must be finite and >= 0, got {sigma}")
+        zz = torch.randn(m.shape[0], samples, generator=generator, device=m.device, dtype=m.dtype) * sigma
+    else:
+        zz = check_audio(config, z, name="z").to(m.dtype)
+        if zz.shape[0] != m.shape[0]:
+            raise ValueError(f"WaveFlow.infer: z batch {zz.shape[0]} does not match mel batch {m.shape[0]}")
+        check_frames(config, m.shape[-1], zz.shape[-1])
+    return m, zz
+
+
 class WaveFlow(nn.Module):
     """WaveFlow vocoder: mel-conditioned normalising flow over squeezed audio.
 
@@ -78,44 +157,7 @@ class WaveFlow(nn.Module):
         self.register_buffer("cond_order", torch.stack(order), persistent=False)
 
     # ----------------------------------------------------------------------------------------
-    # input checks and conditioning
-    def _check_audio(self, audio: torch.Tensor, name: str = "audio") -> torch.Tensor:
-        if audio.dim() not in (1, 2):
-            raise ValueError(f"WaveFlow: {name} must have shape (batch, time) or (time,), got {tuple(audio.shape)}")
-        x = audio if audio.dim() == 2 else audio.unsqueeze(0)
-        t, h = x.shape[-1], self.config.n_height
-        if t == 0 or t % h:
-            raise ValueError(
-                f"WaveFlow: {name} length {t} is not a positive multiple of the squeezed height h={h}; "
-                f"expected T % {h} == 0 (crop or pad the audio)"
-            )
-        if x.device.type != "meta" and not torch.isfinite(x).all():  # meta: shape-only FLOP counting
-            raise ValueError(f"WaveFlow: {name} contains NaN or infinite values; expected finite samples")
-        return x
-
-    def _check_mel(self, mel: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-        if mel.dim() not in (2, 3):
-            raise ValueError(f"WaveFlow: mel must have shape (batch, n_mels, frames) or (n_mels, frames), got {tuple(mel.shape)}")
-        m = mel if mel.dim() == 3 else mel.unsqueeze(0)
-        if m.shape[1] != self.config.n_mels:
-            raise ValueError(
-                f"WaveFlow: mel has {m.shape[1]} mel bins; expected n_mels={self.config.n_mels} "
-                "(mel shape is (batch, n_mels, frames))"
-            )
-        if batch is not None and m.shape[0] != batch:
-            raise ValueError(f"WaveFlow: mel batch {m.shape[0]} does not match audio batch {batch}")
-        if m.device.type != "meta" and not torch.isfinite(m).all():
-            raise ValueError("WaveFlow: mel contains NaN or infinite values; expected a finite log-mel (floored at log 1e-5)")
-        return m
-
-    def _check_frames(self, frames: int, samples: int) -> None:
-        expected = samples // self.config.hop_length + 1
-        if frames != expected:
-            raise ValueError(
-                f"WaveFlow: mel has {frames} frames but the audio has {samples} samples; expected "
-                f"{expected} frames (samples // hop {self.config.hop_length} + 1, as log_mel gives)"
-            )
-
+    # conditioning
     def condition(self, mel: torch.Tensor, samples: int) -> torch.Tensor:
         """Upsample ``(B, n_mels, L)`` to per-sample conditioning ``(B, n_mels, samples)``.
 
@@ -139,9 +181,9 @@ class WaveFlow(nn.Module):
         ``z`` is returned in the audio's own 1-D layout, so it can be passed to :meth:`infer`.
         Unbatched inputs give ``z`` of shape ``(T,)`` and a scalar ``log_det``.
         """
-        x = self._check_audio(audio)
-        m = self._check_mel(mel, x.shape[0])
-        self._check_frames(m.shape[-1], x.shape[-1])
+        x = check_audio(self.config, audio)
+        m = check_mel(self.config, mel, x.shape[0])
+        check_frames(self.config, m.shape[-1], x.shape[-1])
         h = self.config.n_height
         c = squeeze(self.condition(m, x.shape[-1]), h)
         x = squeeze(x.unsqueeze(1), h)
@@ -166,35 +208,10 @@ class WaveFlow(nn.Module):
         sigma = self.config.sigma if sigma is None else sigma
         z, log_det = self(audio, mel)
         n = z.numel()
-        return (
-            -0.5 * (z / sigma).pow(2).sum() / n
-            + log_det.sum() / n
-            - 0.5 * math.log(2 * math.pi)
-            - math.log(sigma)
-        )
+        return -0.5 * (z / sigma).pow(2).sum() / n + log_det.sum() / n - 0.5 * math.log(2 * math.pi) - math.log(sigma)
 
     # ----------------------------------------------------------------------------------------
     # synthesis (reference path)
-    def _latent(self, mel: torch.Tensor, sigma: float, z: torch.Tensor | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate inputs of :meth:`infer` and return (batched mel, batched z)."""
-        m = self._check_mel(mel)
-        if z is None:
-            samples = self.config.hop_length * (m.shape[-1] - 1)
-            if samples <= 0 or samples % self.config.n_height:
-                raise ValueError(
-                    f"WaveFlow.infer: mel has {m.shape[-1]} frames, giving {samples} samples; expected at least "
-                    f"2 frames and hop * (frames - 1) divisible by h={self.config.n_height}"
-                )
-            if not (math.isfinite(sigma) and sigma >= 0):
-                raise ValueError(f"WaveFlow.infer: sigma must be finite and >= 0, got {sigma}")
-            zz = torch.randn(m.shape[0], samples, generator=generator, device=m.device, dtype=m.dtype) * sigma
-        else:
-            zz = self._check_audio(z, name="z").to(m.dtype)
-            if zz.shape[0] != m.shape[0]:
-                raise ValueError(f"WaveFlow.infer: z batch {zz.shape[0]} does not match mel batch {m.shape[0]}")
-            self._check_frames(m.shape[-1], zz.shape[-1])
-        return m, zz
-
     @torch.no_grad()
     def infer(
         self,
@@ -215,7 +232,7 @@ class WaveFlow(nn.Module):
             audio ``(B, T)`` (``(T,)`` for an unbatched mel) with ``T = hop * (L - 1)`` unless ``z``
             fixes it.
         """
-        m, zz = self._latent(mel, sigma, z, generator)
+        m, zz = prepare_latent(self.config, mel, sigma, z, generator)
         h = self.config.n_height
         c_all = squeeze(self.condition(m, zz.shape[-1]), h)
         x = squeeze(zz.unsqueeze(1), h).clone()

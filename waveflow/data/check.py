@@ -6,6 +6,7 @@ clip unusable are errors, reported together in one :class:`DatasetError` with on
 problems :mod:`waveflow.data` can fix on load (wrong sample rate, several channels) are warnings,
 or errors with ``strict=True``. Kept apart from :mod:`waveflow.data`, which re-exports it.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from .audio import HOP_LENGTH, SAMPLE_RATE
+from ..audio import HOP_LENGTH, SAMPLE_RATE
 
 MIN_SAMPLES = 3 * HOP_LENGTH  # shortest usable clip: its hop-cropped length must exceed N_FFT // 2
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # only these can hold NaN/inf; PCM is finite by construction
@@ -27,7 +28,7 @@ _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # only these can hold NaN/inf; PCM is fin
 class DatasetError(ValueError):
     """Bad data in an LJSpeech-format folder; the message has one line per problem."""
 
-    def __init__(self, message: str, report: "DatasetReport | None" = None) -> None:
+    def __init__(self, message: str, report: DatasetReport | None = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -86,10 +87,6 @@ class DatasetReport:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
     def error_message(self) -> str:
         lines = [f"{self.root}: {len(self.errors)} problem(s) in the dataset (strict={self.strict}):"]
         return "\n".join(lines + [f"  {p}" for p in self.errors])
@@ -124,8 +121,10 @@ def _wav_data_check(path: Path) -> str | None:
                 present = size - (pos + 8)
                 if chunk_size > present:
                     unit = max(block_align, 1)
-                    return (f"truncated: the header declares {chunk_size} bytes of audio ({chunk_size // unit} frames) "
-                            f"but only {present} bytes ({present // unit} frames) are present")
+                    return (
+                        f"truncated: the header declares {chunk_size} bytes of audio ({chunk_size // unit} frames) "
+                        f"but only {present} bytes ({present // unit} frames) are present"
+                    )
                 return None
             pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even size
     return "malformed WAV: no complete 'data' chunk"
@@ -163,8 +162,16 @@ def _read_metadata(root: Path, errors: list[Problem]) -> list[tuple[int, str, st
     return rows
 
 
-def _check_clip(root: Path, number: int, clip_id: str, text: str, norm: str, strict: bool,
-                errors: list[Problem], warns: list[Problem]) -> ClipInfo | None:
+def _check_clip(
+    root: Path,
+    number: int,
+    clip_id: str,
+    text: str,
+    norm: str,
+    strict: bool,
+    errors: list[Problem],
+    warns: list[Problem],
+) -> ClipInfo | None:
     path = root / "wavs" / f"{clip_id}.wav"
     where = f"wavs/{clip_id}.wav"
     if not path.is_file():
@@ -191,13 +198,17 @@ def _check_clip(root: Path, number: int, clip_id: str, text: str, norm: str, str
             errors.append(Problem(where, f"sample rate {info.samplerate} Hz; expected {SAMPLE_RATE} Hz"))
             bad = True
         else:
-            warns.append(Problem(where, f"sample rate {info.samplerate} Hz; resampled to {SAMPLE_RATE} Hz on load", "warning"))
+            warns.append(
+                Problem(where, f"sample rate {info.samplerate} Hz; resampled to {SAMPLE_RATE} Hz on load", "warning")
+            )
     if info.channels != 1:
         if strict:
             errors.append(Problem(where, f"{info.channels} channels; expected mono (1 channel)"))
             bad = True
         else:
-            warns.append(Problem(where, f"{info.channels} channels; downmixed to mono (channel mean) on load", "warning"))
+            warns.append(
+                Problem(where, f"{info.channels} channels; downmixed to mono (channel mean) on load", "warning")
+            )
     if info.subtype in _FLOAT_SUBTYPES:
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
         n_bad = int((~np.isfinite(data)).sum())
@@ -234,7 +245,9 @@ def validate_dataset(root: str | Path, strict: bool = False, raise_errors: bool 
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     report = DatasetReport(root=root, strict=strict)
     if not (root / "metadata.csv").is_file():
-        report.errors.append(Problem("metadata.csv", "missing; expected an LJSpeech-format metadata.csv (id|text|normalized text)"))
+        report.errors.append(
+            Problem("metadata.csv", "missing; expected an LJSpeech-format metadata.csv (id|text|normalized text)")
+        )
         if raise_errors:
             report.raise_for_errors()
         return report

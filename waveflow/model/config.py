@@ -3,6 +3,7 @@
 The dataclass fields are exactly the constructor arguments of :class:`waveflow.WaveFlow`, and a
 checkpoint stores ``asdict(config)`` so that a model can always be rebuilt from its file.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,10 +82,15 @@ class WaveFlowConfig:
                 f"WaveFlowConfig.n_height: h={self.n_height} is not supported; expected one of "
                 f"{sorted(HEIGHT_DILATIONS)} (or pass height_dilations explicitly)"
             )
-        if self.height_dilations is None and self.n_height in HEIGHT_DILATIONS and self.n_layers > len(HEIGHT_DILATIONS[self.n_height]):
+        if (
+            self.height_dilations is None
+            and self.n_height in HEIGHT_DILATIONS
+            and self.n_layers > len(HEIGHT_DILATIONS[self.n_height])
+        ):
             raise ValueError(
                 f"WaveFlowConfig.n_layers: {self.n_layers} layers exceed the built-in height-dilation schedule "
-                f"for h={self.n_height} ({len(HEIGHT_DILATIONS[self.n_height])} layers); expected height_dilations explicitly"
+                f"for h={self.n_height} ({len(HEIGHT_DILATIONS[self.n_height])} layers); "
+                "expected height_dilations explicitly"
             )
         if self.kernel_size % 2 != 1:
             raise ValueError(f"WaveFlowConfig.kernel_size: expected an odd kernel, got {self.kernel_size}")
@@ -127,11 +133,11 @@ class WaveFlowConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "WaveFlowConfig":
+    def from_dict(cls, data: dict[str, Any]) -> WaveFlowConfig:
         """Rebuild a config from :meth:`to_dict`, rejecting unknown keys by name."""
         return from_dict_checked(cls, data)
 
-    def replace(self, **changes: Any) -> "WaveFlowConfig":
+    def replace(self, **changes: Any) -> WaveFlowConfig:
         """Copy with some fields changed (validated again)."""
         return replace(self, **changes)
 

@@ -20,21 +20,22 @@ step ``s`` are positions ``s*B .. s*B+B-1`` of a sequence of per-epoch permutati
 ``(seed, epoch)``, and the crop offsets come from a generator seeded by ``(seed, step)``. Resuming
 at step ``s`` therefore reproduces the exact batches, whatever DataLoader workers do.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import librosa
 import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, log_mel
-from .datacheck import (MIN_SAMPLES, ClipInfo, DatasetError, DatasetReport, DatasetWarning, Problem,  # noqa: F401
-                        validate_dataset)
+from ..audio import N_FFT, SAMPLE_RATE, log_mel, whole_hops
+from .check import DatasetReport, validate_dataset
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_VALIDATION_FRACTION = 0.01  # ~131 LJSpeech clips
@@ -53,16 +54,23 @@ def split_key(clip_id: str) -> float:
     return int(hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:16], 16) / 16**16
 
 
-def assign_splits(clip_ids: list[str], validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                  test_fraction: float = DEFAULT_TEST_FRACTION) -> dict[str, Split]:
+def assign_splits(
+    clip_ids: list[str],
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+) -> dict[str, Split]:
     """Split of every id by the hash rule, with the tiny-folder fallback (see module docstring)."""
     for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not (0.0 <= value < 1.0):
             raise ValueError(f"assign_splits: {name}={value}; expected a fraction in [0, 1)")
     if validation_fraction + test_fraction >= 1.0:
-        raise ValueError(f"assign_splits: validation_fraction + test_fraction = {validation_fraction + test_fraction}; expected < 1")
+        raise ValueError(
+            f"assign_splits: validation_fraction + test_fraction = {validation_fraction + test_fraction}; expected < 1"
+        )
     if len(clip_ids) < 3:
-        raise ValueError(f"assign_splits: {len(clip_ids)} clip(s); expected at least 3 (one each for train, validation, test)")
+        raise ValueError(
+            f"assign_splits: {len(clip_ids)} clip(s); expected at least 3 (one each for train, validation, test)"
+        )
     keys = {i: split_key(i) for i in clip_ids}
     out: dict[str, Split] = {}
     for i, u in keys.items():
@@ -131,17 +139,30 @@ class LJSpeech(torch.utils.data.Dataset):
             when building all three splits).
     """
 
-    def __init__(self, root: str | Path, split: Split = "train", *, segment: int = DEFAULT_SEGMENT,
-                 n_height: int = 16, batch_size: int = 8, seed: int = 0, cache: bool | str = "auto",
-                 strict: bool = False, validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-                 test_fraction: float = DEFAULT_TEST_FRACTION, report: DatasetReport | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: Split = "train",
+        *,
+        segment: int = DEFAULT_SEGMENT,
+        n_height: int = 16,
+        batch_size: int = 8,
+        seed: int = 0,
+        cache: bool | str = "auto",
+        strict: bool = False,
+        validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+        test_fraction: float = DEFAULT_TEST_FRACTION,
+        report: DatasetReport | None = None,
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"LJSpeech: split={split!r}; expected one of {SPLITS}")
         if not (isinstance(n_height, int) and n_height >= 1):
             raise ValueError(f"LJSpeech: n_height={n_height!r}; expected a positive integer (the model's h)")
         if not isinstance(segment, int) or segment <= N_FFT // 2 or segment % n_height:
-            raise ValueError(f"LJSpeech: segment={segment!r}; expected an integer > {N_FFT // 2} and a multiple "
-                             f"of the model's squeezed height h={n_height}")
+            raise ValueError(
+                f"LJSpeech: segment={segment!r}; expected an integer > {N_FFT // 2} and a multiple "
+                f"of the model's squeezed height h={n_height}"
+            )
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"LJSpeech: batch_size={batch_size!r}; expected a positive integer")
         if cache not in (True, False, "auto"):
@@ -182,7 +203,7 @@ class LJSpeech(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Utterance:
         audio = self.load(index)
-        audio = audio[: audio.shape[0] - audio.shape[0] % HOP_LENGTH]
+        audio = audio[: whole_hops(audio.shape[0])]
         clip = self.clips[index]
         return Utterance(clip.id, audio, log_mel(audio), clip.normalized_text)
 
@@ -233,10 +254,9 @@ class LJSpeech(torch.utils.data.Dataset):
         us = torch.rand(b, generator=_seeded(self.seed, _SEED_CROPS, step), dtype=torch.float64).tolist()
         crops = [self._crop(i, u) for i, u in zip(indices, us)]
         audio = torch.stack([c[0] for c in crops])
-        return Batch(audio, log_mel(audio), tuple(self.clips[i].id for i in indices),
-                     tuple(c[1] for c in crops), step)
+        return Batch(audio, log_mel(audio), tuple(self.clips[i].id for i in indices), tuple(c[1] for c in crops), step)
 
-    def batches(self, start_step: int = 0, num_steps: int | None = None) -> "StepBatches":
+    def batches(self, start_step: int = 0, num_steps: int | None = None) -> StepBatches:
         """Batches ``start_step, start_step + 1, ...`` as a map-style dataset for a DataLoader.
 
         Use ``DataLoader(ds.batches(s), batch_size=None, num_workers=k)``: each item is computed from

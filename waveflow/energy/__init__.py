@@ -1,0 +1,41 @@
+"""Energy and carbon accounting: joules per component with the method behind each number.
+
+Free of torch, the model and the data: point :class:`EnergyMeter` at any block of code, or run
+``python -m waveflow energy -- CMD``. Readers (RAPL, NVML, the CPU estimate) live in
+:mod:`~waveflow.energy.readers`, the record and its CSV log in :mod:`~waveflow.energy.record`,
+grid intensities and PUE in :mod:`~waveflow.energy.carbon`, GPU TDPs and Table 1 in
+:mod:`~waveflow.energy.hardware`, and the paper's tool in :mod:`~waveflow.energy.carbontracking`.
+"""
+
+from .carbontracking import CarbontrackerResult, CarbontrackerSession
+from .meter import EnergyMeter
+from .readers import EnergyReader
+from .record import (
+    DEFAULT_LOG,
+    J_PER_KWH,
+    J_PER_WH,
+    RECORD_COLUMNS,
+    ComponentEnergy,
+    EnergyRecord,
+    Interval,
+    append_record,
+    read_records,
+    summary,
+)
+
+__all__ = [
+    "DEFAULT_LOG",
+    "J_PER_KWH",
+    "J_PER_WH",
+    "RECORD_COLUMNS",
+    "CarbontrackerResult",
+    "CarbontrackerSession",
+    "ComponentEnergy",
+    "EnergyMeter",
+    "EnergyReader",
+    "EnergyRecord",
+    "Interval",
+    "append_record",
+    "read_records",
+    "summary",
+]

@@ -1,0 +1,97 @@
+"""``python -m waveflow energy -- CMD [ARGS...]``: measure any command like ``time`` does.
+
+Wall clock around the subprocess, and for the CPU estimate the CPU seconds of the subprocess tree
+only (not of this Python process, which just waits). The meter's warnings (a generic CPU brand,
+say) are printed as plain one-line notes, never as a ``file:line`` warning pointing into the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shlex
+import subprocess
+import sys
+import warnings
+
+from . import readers as er
+from .meter import EnergyMeter
+from .record import DEFAULT_LOG, append_record, summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``energy``."""
+    parser.add_argument(
+        "--intensity", default=None, help="carbon-intensity code (default: waveflow.energy.carbon's default)"
+    )
+    parser.add_argument(
+        "--pue", default=None, help="PUE preset name or value >= 1 (default: waveflow.energy.carbon's default)"
+    )
+    parser.add_argument(
+        "--cpu-tdp",
+        type=float,
+        default=None,
+        metavar="W",
+        help="CPU TDP in watts per package, overriding the table lookup",
+    )
+    parser.add_argument("--label", default=None, help="label of the row in the log (default: the command)")
+    parser.add_argument(
+        "--log", default=str(DEFAULT_LOG), metavar="PATH", help=f"CSV log to append to (default: {DEFAULT_LOG})"
+    )
+    parser.add_argument("--no-log", action="store_true", help="print the summary only, append nothing")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run and measure the command; print the summary to stderr; return the command's exit code.
+
+    The summary goes to stderr so the command's stdout can still be piped. A signal death
+    returns 128 + signal like a shell; a missing executable returns 127.
+    """
+    cmd = list(args.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ValueError("energy: expected a command after --, e.g. `python -m waveflow energy -- python train.py`")
+    pue = args.pue
+    if pue is not None:
+        try:
+            pue = float(pue)
+        except ValueError:
+            pass  # a preset name
+    command = shlex.join(cmd)
+    short = " ".join(command.split())
+    label = args.label or (short if len(short) <= 80 else short[:77] + "...")
+    meter = EnergyMeter(
+        label,
+        intensity=args.intensity,
+        pue=pue,
+        cpu_tdp_w=args.cpu_tdp,
+        cpu_seconds=functools.partial(er.process_tree_cpu_seconds, include_self=False),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meter.start()
+    for w in caught:
+        print(f"python -m waveflow energy: note: {w.message}", file=sys.stderr)
+    try:
+        proc = subprocess.Popen(cmd)
+    except OSError as exc:
+        meter.stop()
+        print(f"python -m waveflow energy: error: cannot run {cmd[0]!r}: {exc}", file=sys.stderr)
+        return 127
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:  # the terminal sent SIGINT to the child too; wait for it to finish
+            continue
+    code = 128 - code if code < 0 else code
+    record = meter.stop(exit_code=code, command=command)
+    print(summary(record), file=sys.stderr)
+    if not args.no_log:
+        try:
+            print(f"  appended to {append_record(record, args.log)}", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            print(f"  could not append to {args.log}: {exc}", file=sys.stderr)
+    return code

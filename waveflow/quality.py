@@ -308,8 +308,10 @@ def evaluate_model(
             }
             finite = bool(torch.isfinite(est).all())
             if not finite:
-                warnings.warn(f"evaluate_model: resynthesis of {utt.id} is not finite; its distances and MOS are NaN",
-                              stacklevel=2)
+                warnings.warn(
+                    f"evaluate_model: resynthesis of {utt.id} is not finite; its distances and MOS are NaN",
+                    stacklevel=2,
+                )
             row["log_mel_l1"] = log_mel_l1(utt.audio, est) if finite else math.nan
             row["mcd_db"] = mel_cepstral_distortion(utt.audio, est) if finite else math.nan
             if mos:
@@ -428,8 +430,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         summary = summarize(per_clip)
         rows += [{**head, **r} for r in per_clip] + [{**head, **summary}]
         _write_csv(args.out, rows)
-        line = (f"{ckpt}: NLL {summary['nll_nats_per_sample']:.4f} nats/sample, "
-                f"log-mel L1 {summary['log_mel_l1']:.3f}, MCD {summary['mcd_db']:.2f} dB")
+        line = (
+            f"{ckpt}: NLL {summary['nll_nats_per_sample']:.4f} nats/sample, "
+            f"log-mel L1 {summary['log_mel_l1']:.3f}, MCD {summary['mcd_db']:.2f} dB"
+        )
         if not args.no_mos:
             resynth, original = summary[f"{PRED_MOS_COLUMN}_resynth"], summary[f"{PRED_MOS_COLUMN}_original"]
             line += f", {PRED_MOS_LABEL} {resynth:.2f} (originals {original:.2f})"

@@ -2,7 +2,7 @@
 
 Layers, top to bottom; imports may only point down (README, "How the code is organised")::
 
-    shell       waveflow.cli, waveflow.pipeline, waveflow.__main__
+    shell       waveflow.cli, waveflow.pipeline, waveflow.report, waveflow.__main__
     workflows   experiments, bench  >  train  >  quality, flops
     domains     model/ | data/ | energy/ | analysis/ | zoo/    never each other
     shared      audio, devices  >  paths, files
@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
-SHELL = {"cli", "pipeline", "__main__"}
+SHELL = {"cli", "pipeline", "report", "__main__"}
 #: workflow -> rank; a workflow may import workflows of a strictly lower rank
 WORKFLOWS = {"experiments": 3, "bench": 3, "train": 2, "quality": 1, "flops": 1}
 DOMAINS = {"model", "data", "energy", "analysis", "zoo"}

@@ -18,5 +18,6 @@ BUILD = ROOT / "build"
 FIGURES = Path(os.environ.get("WAVEFLOW_FIGURES", ROOT / "figures"))
 RESULTS = Path(os.environ.get("WAVEFLOW_RESULTS", BUILD / "results"))
 RUNS = BUILD / "runs"
+EXECUTED = BUILD / "notebooks"  # executed copies of the notebooks and their HTML
 PARAMS = ROOT / "params"
 LJSPEECH_MINI = DATA / "ljspeech-mini"

@@ -24,10 +24,11 @@ from . import __version__
 from .energy import readers
 from .energy.record import git_commit
 from .files import atomic_write
-from .paths import BUILD, PARAMS, ROOT
+from .paths import EXECUTED, PARAMS, ROOT
+from .report import REPORT_DIR, build_report
 
 NOTEBOOKS = ROOT / "notebooks"
-OUTPUT = BUILD / "notebooks"
+OUTPUT = EXECUTED
 #: Key of params/<profile>.yaml whose entries go to every notebook that declares them (no warning if not).
 SHARED_KEY = "shared"
 
@@ -216,6 +217,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-html", action="store_true", help="skip rendering executed notebooks to HTML")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    parser.add_argument(
+        "--report",
+        default=str(REPORT_DIR),
+        help=f"folder of the one-page report (default: {REPORT_DIR.relative_to(ROOT)})",
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip writing the report page")
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -242,6 +249,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
             print(f"python -m waveflow reproduce: error: {exc}", file=sys.stderr)
             return 1
     print(f"{len(runs)} notebook(s) in {time.perf_counter() - start:.1f} s; executed copies in {args.output}")
+    if not args.no_report:
+        page = build_report(profile=str(args.profile), executed=Path(args.output), out=Path(args.report))
+        print(f"report: {page} (open it in a browser; it is self-contained)")
     return 0
 
 

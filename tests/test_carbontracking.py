@@ -170,3 +170,18 @@ def test_bad_settings(tmp_path):
         CarbontrackerSession(3, tmp_path, monitor_epochs=5)
     with pytest.raises(ValueError):
         CarbontrackerSession(3, tmp_path, intensity="XX-not-a-code")
+
+
+def test_carbontracker_prints_nothing_and_its_warnings_become_notes(tmp_path, capfd):
+    """Its console lines (log handlers bound to sys.stdout, component prints) are captured, not shown."""
+    with CarbontrackerSession(1, tmp_path, update_interval=0.05) as ct:
+        ct.epoch_start()
+        time.sleep(0.12)
+        ct.epoch_end()
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", (out, err)
+    console = ct._console.getvalue()
+    assert "CarbonTracker:" in console, "carbontracker's lines were expected in the captured console"
+    said = [n for n in ct.result.notes if n.startswith("carbontracker said: ")]
+    assert said == [f"carbontracker said: {n}" for n in ct.console_notes()]
+    assert not any("No API keys provided" in n for n in said)

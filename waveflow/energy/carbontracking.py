@@ -31,10 +31,13 @@ What we change around ``carbontracker.tracker.CarbonTracker`` and why:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +223,26 @@ class CarbontrackerSession:
         self._durations: list[float] = []
         self._patched = False
         self._stopped = False
+        # Carbontracker's console output (its log handlers write to the sys.stdout of the moment they are
+        # built, and some components print): captured here, never shown; warnings and errors become notes.
+        self._console = io.StringIO()
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        with contextlib.redirect_stdout(self._console), contextlib.redirect_stderr(self._console):
+            yield
+
+    def console_notes(self) -> list[str]:
+        """Carbontracker's own warnings and errors from the captured console, one note each.
+
+        Its two offline warnings about the intensity provider are dropped: this session gives it the
+        intensity through its constants (the record's intensity fields say which), so they would mislead.
+        """
+        lines = [line.strip() for line in self._console.getvalue().splitlines()]
+        keep = ("WARNING", "ERROR", "CRITICAL")
+        benign = ("No API keys provided", "No carbon intensity provider specified")
+        wanted = (line for line in lines if any(k in line for k in keep) and not any(b in line for b in benign))
+        return list(dict.fromkeys(wanted))
 
     def start(self) -> CarbontrackerSession:
         """Construct the tracker (idempotent); called by ``__enter__`` or the first ``epoch_start``."""
@@ -227,29 +250,22 @@ class CarbontrackerSession:
             return self
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            _install_patches(
-                float(self.intensity.g_per_kwh), float(self.pue.value), er.cpu_brand() if self.fast_cpu_brand else None
-            )
+            with self._quiet():  # importing carbontracker builds module-level loggers bound to sys.stdout
+                _install_patches(
+                    float(self.intensity.g_per_kwh),
+                    float(self.pue.value),
+                    er.cpu_brand() if self.fast_cpu_brand else None,
+                )
         except Exception as exc:  # e.g. another session with other constants: record it, keep training
             self.notes.append(f"carbontracker not started ({type(exc).__name__}: {exc}); not tracked")
             self._stopped = True
             return self
         self._patched = True
         try:
-            from carbontracker.tracker import CarbonTracker
+            with self._quiet():
+                from carbontracker.tracker import CarbonTracker
 
-            self._ct = CarbonTracker(
-                epochs=self.epochs,
-                epochs_before_pred=self.epochs_before_pred,
-                monitor_epochs=self.monitor_epochs,
-                update_interval=self.update_interval,
-                interpretable=True,
-                ignore_errors=True,
-                components="all",
-                log_dir=str(self.log_dir),
-                log_file_prefix="waveflow",
-                verbose=self.verbose,
-            )
+                self._ct = self._tracker(CarbonTracker)
             if self._ct.deleted:
                 raise RuntimeError("carbontracker stopped itself during construction")
             self._thread, self._logger = self._ct.tracker, self._ct.logger  # kept after carbontracker deletes them
@@ -258,11 +274,26 @@ class CarbontrackerSession:
             self._ct = None
         return self
 
+    def _tracker(self, tracker_class: Any) -> Any:
+        return tracker_class(
+            epochs=self.epochs,
+            epochs_before_pred=self.epochs_before_pred,
+            monitor_epochs=self.monitor_epochs,
+            update_interval=self.update_interval,
+            interpretable=True,
+            ignore_errors=True,
+            components="all",
+            log_dir=str(self.log_dir),
+            log_file_prefix="waveflow",
+            verbose=self.verbose,
+        )
+
     def _call(self, name: str) -> None:
         if self._ct is None or self._ct.deleted:
             return
         try:
-            getattr(self._ct, name)()
+            with self._quiet():
+                getattr(self._ct, name)()
         except (Exception, SystemExit) as exc:
             self.notes.append(f"carbontracker.{name} failed in epoch {self._epoch} ({type(exc).__name__}: {exc})")
 
@@ -306,7 +337,8 @@ class CarbontrackerSession:
                 )
             self._call("stop")
         try:
-            self.result = self._parse() if self._ct is not None else None
+            with self._quiet():
+                self.result = self._parse() if self._ct is not None else None
         except Exception as exc:  # a parse failure must not end the run
             self.notes.append(f"could not parse carbontracker's logs ({type(exc).__name__}: {exc})")
         finally:
@@ -354,7 +386,7 @@ class CarbontrackerSession:
         powers = parser.get_avg_power_usages(std_text)
         epoch_j = [sum(sum(p[i]) * d for p in powers.values() if i < len(p)) for i, d in enumerate(durations)]
         method, notes = describe_handlers(self._thread.components)
-        notes = self.notes + notes
+        notes = self.notes + notes + [f"carbontracker said: {n}" for n in self.console_notes()]
         short = self._unsampled_epochs()
         if short:
             notes.append(

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_error_reason
 from .flow import WaveFlow, prepare_latent, squeeze, unsqueeze
 
 DEFAULT_SIGMA = 1.0  # temperature of the latent; 1.0 is the training prior (as in L0SG and Parakeet 2)
@@ -193,17 +193,34 @@ def synthesize(
 # ----------------------------------------------------------------------------------------------
 # CLI: python -m waveflow synthesize
 def _load_mel_file(path: Path, n_mels: int) -> torch.Tensor:
-    """A saved log-mel: ``.npy`` or ``.pt`` holding ``(n_mels, frames)``."""
+    """A saved log-mel: ``.npy`` or ``.pt`` holding ``(n_mels, frames)``.
+
+    Both are read as data only (``allow_pickle=False``, ``weights_only=True``): an input file is
+    never allowed to run code, so a pickled object array or a pickle naming a global is refused.
+    """
     import numpy as np
 
+    expected = f"expected a .npy or .pt file holding a ({n_mels}, frames) log-mel of numbers"
     if not path.is_file():
         raise FileNotFoundError(f"--mel {path} does not exist")
     if path.suffix == ".npy":
-        mel = torch.from_numpy(np.load(path)).float()
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"--mel {path} cannot be read ({load_error_reason(exc)}); {expected}") from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise ValueError(f"--mel {path} holds {getattr(array, 'dtype', type(array).__name__)}; {expected}")
+        mel = torch.from_numpy(array).float()
     elif path.suffix in (".pt", ".pth"):
-        mel = torch.load(path, map_location="cpu", weights_only=True).float()
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+            raise ValueError(f"--mel {path} cannot be read ({load_error_reason(exc)}); {expected}") from None
+        if not isinstance(loaded, torch.Tensor) or loaded.is_complex():
+            raise ValueError(f"--mel {path} holds a {type(loaded).__name__}; {expected}")
+        mel = loaded.float()
     else:
-        raise ValueError(f"--mel {path}: expected a .npy or .pt file holding a (n_mels, frames) log-mel")
+        raise ValueError(f"--mel {path}: {expected}")
     if mel.dim() != 2 or mel.shape[0] != n_mels:
         raise ValueError(f"--mel {path}: expected shape ({n_mels}, frames), got {tuple(mel.shape)}")
     return mel

@@ -6,6 +6,7 @@ for measuring compute and energy. They are not trained generators. This module o
 re-exports; see :mod:`waveflow.zoo.registry` (reported figures, :func:`build`) and
 :mod:`waveflow.zoo.cost` (MACs per inference call and per training step).
 """
+
 from __future__ import annotations
 
 from .base import ZooModel
@@ -18,8 +19,29 @@ from .sing import SING, SINGConfig
 from .wavegan import WaveGAN, WaveGANConfig
 
 __all__ = [
-    "MODEL_NAMES", "SING", "SPECS", "FloWaveNet", "FloWaveNetConfig", "ForwardCost", "GANSynth", "GANSynthConfig",
-    "SINGConfig", "SampleRNN", "SampleRNNConfig", "TrainingStepCost", "WaveGAN", "WaveGANConfig", "ZooModel",
-    "ZooSpec", "build", "cost_table", "count_macs", "forward_cost", "get_spec", "make_batch", "make_inputs",
-    "training_step", "training_step_cost",
+    "MODEL_NAMES",
+    "SING",
+    "SPECS",
+    "FloWaveNet",
+    "FloWaveNetConfig",
+    "ForwardCost",
+    "GANSynth",
+    "GANSynthConfig",
+    "SINGConfig",
+    "SampleRNN",
+    "SampleRNNConfig",
+    "TrainingStepCost",
+    "WaveGAN",
+    "WaveGANConfig",
+    "ZooModel",
+    "ZooSpec",
+    "build",
+    "cost_table",
+    "count_macs",
+    "forward_cost",
+    "get_spec",
+    "make_batch",
+    "make_inputs",
+    "training_step",
+    "training_step_cost",
 ]

@@ -16,6 +16,7 @@ harness can drive any of them without knowing which one it is:
 The replicas are architecture replicas for compute and energy measurement; none of them is a
 trained generator, and their outputs are noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,9 @@ class ZooModel(nn.Module):
         """Inputs of one inference call ``model(*inputs)``."""
 
     @abstractmethod
-    def make_batch(self, batch: int | None = None, device: Device = None,
-                   stage: str | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None
+    ) -> tuple[Tensor, ...]:
         """Random training data with the paper's shapes (``batch=None``: the paper's batch)."""
 
     @abstractmethod

@@ -18,6 +18,7 @@ one top-tier period (8 samples: 1 top-tier step, 4 middle-tier steps, 8 sample-M
 its per-second cost is the per-sample cost x 16,000 samples, exact for the autoregressive loop
 because every second is the same sequence of calls.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,8 +37,10 @@ from .sing import CountableLSTM
 def _check_countable(model: nn.Module) -> None:
     for name, module in model.named_modules():
         if isinstance(module, nn.RNNBase) and not isinstance(module, CountableLSTM):
-            raise TypeError(f"{type(module).__name__} at {name!r} runs as a fused kernel that FlopCounterMode "
-                            "cannot see; decompose it into matrix products before counting")
+            raise TypeError(
+                f"{type(module).__name__} at {name!r} runs as a fused kernel that FlopCounterMode "
+                "cannot see; decompose it into matrix products before counting"
+            )
 
 
 def count_macs(model: ZooModel, fn: Callable[[], object], *, grad: bool = True) -> float:
@@ -53,7 +56,8 @@ class ForwardCost:
     """Cost of one inference call ``model(*inputs)`` on ``batch`` examples.
 
     ``macs`` covers the whole call (for GANSynth also the mel inversion matrix products);
-    ``network_macs`` only the neural network (the figure the reference derives).
+    ``network_macs`` only the neural network (the figure the reference derives);
+    ``output_shape`` is the shape of the audio the call returned, (batch, samples).
     """
 
     name: str
@@ -62,6 +66,7 @@ class ForwardCost:
     network_macs: float
     audio_samples: int
     sample_rate: int
+    output_shape: tuple[int, ...] = ()
 
     @property
     def flops(self) -> float:
@@ -96,8 +101,10 @@ def _meta_model(model: ZooModel | str, width_scale: float) -> ZooModel:
     """A full-size model on meta: built from a name, or the given model if it is already on meta."""
     if isinstance(model, ZooModel):
         if model.device.type != "meta":
-            raise ValueError(f"count costs on a meta-device model (got one on {model.device}); "
-                             "build it with build(name, device='meta')")
+            raise ValueError(
+                f"count costs on a meta-device model (got one on {model.device}); "
+                "build it with build(name, device='meta')"
+            )
         return model
     return build(model, width_scale=width_scale, device="meta")
 
@@ -110,15 +117,19 @@ def forward_cost(model: ZooModel | str, *, batch: int = 1, width_scale: float = 
     model = _meta_model(model, width_scale)
     spec = get_spec(model.name)
     inputs = model.make_inputs(batch)
-    macs = count_macs(model, lambda: model(*inputs), grad=False)
+    outputs = []
+    macs = count_macs(model, lambda: outputs.append(model(*inputs)), grad=False)
     network = macs
     if isinstance(model, GANSynth):  # the network alone, without the mel inversion and iSTFT
         network = count_macs(model, lambda: model.generator(*inputs), grad=False)
-    return ForwardCost(spec.name, batch, macs, network, spec.audio_samples_per_forward, spec.sample_rate)
+    return ForwardCost(
+        spec.name, batch, macs, network, spec.audio_samples_per_forward, spec.sample_rate, tuple(outputs[0].shape)
+    )
 
 
-def training_step_cost(model: ZooModel | str, *, stage: str | None = None, batch: int | None = None,
-                       width_scale: float = 1.0) -> TrainingStepCost:
+def training_step_cost(
+    model: ZooModel | str, *, stage: str | None = None, batch: int | None = None, width_scale: float = 1.0
+) -> TrainingStepCost:
     """MACs of one training step at the paper's batch (or ``batch``), counted on meta.
 
     ``model`` is a name or a model on meta; a given model's optimiser state is created by
@@ -157,6 +168,11 @@ def cost_table(names: tuple[str, ...] = MODEL_NAMES, training: bool = True) -> l
             continue
         for stage in model.training_stages:
             step = training_step_cost(model, stage=stage)
-            rows.append({**row, **{k: v for k, v in asdict(step).items() if k in ("stage", "batch")},
-                         "macs_per_training_step": step.macs})
+            rows.append(
+                {
+                    **row,
+                    **{k: v for k, v in asdict(step).items() if k in ("stage", "batch")},
+                    "macs_per_training_step": step.macs,
+                }
+            )
     return rows

@@ -50,6 +50,7 @@ Decisions on the reference's uncertain points:
 * ActNorm's data-dependent initialisation runs on the first density pass, as in the code;
   ``reverse`` on an uninitialised model uses the identity initialisation.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,10 +93,11 @@ class FloWaveNetConfig:
 
     def check_samples(self, n_samples: int) -> None:
         """Audio must be whole hops (which also makes it divisible by the 2^8 squeezes)."""
-        unit = max(self.hop, 2 ** self.n_block)
+        unit = max(self.hop, 2**self.n_block)
         if n_samples < unit or n_samples % unit:
-            raise ValueError(f"FloWaveNet: audio must be a positive multiple of the {unit}-sample hop, "
-                             f"got {n_samples} samples")
+            raise ValueError(
+                f"FloWaveNet: audio must be a positive multiple of the {unit}-sample hop, got {n_samples} samples"
+            )
 
 
 def _weight_normalise(conv: nn.Module) -> None:
@@ -145,8 +147,16 @@ class WNConvTranspose2d(nn.ConvTranspose2d):
         _weight_normalise(self)
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        return F.conv_transpose2d(x, _normalised_weight(self), self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(
+            x,
+            _normalised_weight(self),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
 def _wn_conv1d(c_in: int, c_out: int, kernel: int, dilation: int = 1) -> nn.Module:
@@ -193,7 +203,7 @@ class WaveNet(nn.Module):
     def __init__(self, c_in: int, c_out: int, cin: int, channels: int, n_layer: int) -> None:
         super().__init__()
         self.front = _wn_conv1d(c_in, channels, 3)
-        self.layers = nn.ModuleList(ResBlock(channels, cin, 2 ** i) for i in range(n_layer))
+        self.layers = nn.ModuleList(ResBlock(channels, cin, 2**i) for i in range(n_layer))
         self.head = _wn_conv1d(channels, channels, 1)
         self.out = ZeroConv1d(channels, c_out)
 
@@ -338,8 +348,7 @@ class FloWaveNet(ZooModel):
             raise ValueError(f"FloWaveNet needs mels of shape (batch, {cfg.n_mels}, frames); got {tuple(mel.shape)}")
         cfg.check_samples(audio_samples)
         if audio_samples != cfg.hop * mel.shape[-1]:
-            raise ValueError(f"FloWaveNet: {audio_samples} samples do not match {mel.shape[-1]} mel frames "
-                             f"x {cfg.hop}")
+            raise ValueError(f"FloWaveNet: {audio_samples} samples do not match {mel.shape[-1]} mel frames x {cfg.hop}")
 
     def log_likelihood(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, Tensor]:
         """Density direction: (log p(z), log det) per sample, as ``Flowavenet.forward``."""
@@ -382,8 +391,9 @@ class FloWaveNet(ZooModel):
         z = torch.randn(mel.shape[0], 1, mel.shape[-1] * cfg.hop, device=mel.device) * cfg.temperature
         return self.reverse(z, mel).squeeze(1)
 
-    def make_batch(self, batch: int | None = None, device: Device = None, stage: str | None = None,
-                   n_samples: int | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None, n_samples: int | None = None
+    ) -> tuple[Tensor, ...]:
         """Audio chunks (B, 1, 15,872) and their mels (B, 80, 62)."""
         self._stage(stage)
         cfg = self.config

@@ -55,6 +55,7 @@ Decisions on the reference's uncertain points:
   that it costs memory and its update costs time but it adds no trainable parameters (the
   counts above exclude it, as the reference does).
 """
+
 from __future__ import annotations
 
 import copy
@@ -120,7 +121,7 @@ class GANSynthConfig:
 
     def num_filters(self, block: int) -> int:
         """``networks.num_filters``: min(fmap_base / 2^block, fmap_max), times the width scale."""
-        return scale_width(int(min(self.fmap_base / 2.0 ** block, self.fmap_max)), self.width_scale)
+        return scale_width(int(min(self.fmap_base / 2.0**block, self.fmap_max)), self.width_scale)
 
     def scale_factor(self, block: int) -> int:
         """Upscale factor from block ``block`` (1-based) to the final resolution."""
@@ -148,13 +149,14 @@ class EqualizedConv2d(nn.Module):
     dense heads), so the run-time scale is sqrt(2 / ((1 + slope^2) * fan_in)).
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int | tuple[int, int], padding: str = "same",
-                 slope: float = 0.0) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int | tuple[int, int], padding: str = "same", slope: float = 0.0
+    ) -> None:
         super().__init__()
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kh, kw))
         self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = math.sqrt(2.0 / ((1.0 + slope ** 2) * c_in * kh * kw))
+        self.scale = math.sqrt(2.0 / ((1.0 + slope**2) * c_in * kh * kw))
         self.padding = padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -205,15 +207,19 @@ class GANSynthGenerator(nn.Module):
         self.cfg = cfg
         n = cfg.num_resolutions
         c1 = cfg.num_filters(1)
-        self.block1 = nn.ModuleList([
-            EqualizedConv2d(cfg.latent_dim + cfg.num_pitches, c1, (cfg.start_height, cfg.start_width), "valid"),
-            EqualizedConv2d(c1, c1, cfg.kernel_size),
-        ])
+        self.block1 = nn.ModuleList(
+            [
+                EqualizedConv2d(cfg.latent_dim + cfg.num_pitches, c1, (cfg.start_height, cfg.start_width), "valid"),
+                EqualizedConv2d(c1, c1, cfg.kernel_size),
+            ]
+        )
         self.blocks = nn.ModuleList(
-            nn.ModuleList([
-                EqualizedConv2d(cfg.num_filters(b - 1), cfg.num_filters(b), cfg.kernel_size),
-                EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b), cfg.kernel_size),
-            ])
+            nn.ModuleList(
+                [
+                    EqualizedConv2d(cfg.num_filters(b - 1), cfg.num_filters(b), cfg.kernel_size),
+                    EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b), cfg.kernel_size),
+                ]
+            )
             for b in range(2, n + 1)
         )
         self.to_rgb = nn.ModuleList(EqualizedConv2d(cfg.num_filters(b), 2, 1, slope=1.0) for b in range(1, n + 1))
@@ -248,25 +254,31 @@ class GANSynthDiscriminator(nn.Module):
         n = cfg.num_resolutions
         self.from_rgb = nn.ModuleList(EqualizedConv2d(2, cfg.num_filters(b), 1) for b in range(n, 0, -1))
         self.blocks = nn.ModuleList(
-            nn.ModuleList([
-                EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b), cfg.kernel_size),
-                EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b - 1), cfg.kernel_size),
-            ])
+            nn.ModuleList(
+                [
+                    EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b), cfg.kernel_size),
+                    EqualizedConv2d(cfg.num_filters(b), cfg.num_filters(b - 1), cfg.kernel_size),
+                ]
+            )
             for b in range(n, 1, -1)
         )
         c1, c0 = cfg.num_filters(1), cfg.num_filters(0)
-        self.block1 = nn.ModuleList([
-            EqualizedConv2d(c1 + 1, c1, cfg.kernel_size),
-            EqualizedConv2d(c1, c0, (cfg.start_height, cfg.start_width), "valid"),
-        ])
+        self.block1 = nn.ModuleList(
+            [
+                EqualizedConv2d(c1 + 1, c1, cfg.kernel_size),
+                EqualizedConv2d(c1, c0, (cfg.start_height, cfg.start_width), "valid"),
+            ]
+        )
         self.logits = EqualizedLinear(c0, 1)
         self.classifier = EqualizedLinear(c0, cfg.num_pitches)
 
     def forward(self, x: Tensor, progress: float | None = None) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
         if x.dim() != 4 or tuple(x.shape[1:]) != (2, *cfg.spec_shape):
-            raise ValueError(f"GANSynth discriminator needs (batch, 2, {cfg.spec_shape[0]}, {cfg.spec_shape[1]}) "
-                             f"spectrograms; got {tuple(x.shape)}")
+            raise ValueError(
+                f"GANSynth discriminator needs (batch, 2, {cfg.spec_shape[0]}, {cfg.spec_shape[1]}) "
+                f"spectrograms; got {tuple(x.shape)}"
+            )
         n = cfg.num_resolutions
         progress = float(n - 1) if progress is None else progress
         lods = []
@@ -311,7 +323,7 @@ def linear_to_mel_matrix(num_bins: int, sample_rate: int) -> np.ndarray:
     for i in range(num_bins):
         if _mel_to_hertz(upper[i]) - _mel_to_hertz(lower[i]) < freq_th:
             rhs = 0.5 * freq_th / (_mel_to_hertz(center[i]) + 700.0)
-            dm = 1127.0 * np.log(rhs + np.sqrt(1.0 + rhs ** 2))
+            dm = 1127.0 * np.log(rhs + np.sqrt(1.0 + rhs**2))
             lower[i], upper[i] = center[i] - dm, center[i] + dm
     lo, ce, up = (_mel_to_hertz(v)[None, :] for v in (lower, center, upper))
     weights = np.maximum(0.0, np.minimum((freqs - lo) / (ce - lo), (up - freqs) / (up - ce)))
@@ -379,15 +391,16 @@ class GANSynth(ZooModel):
         """
         cfg = self.config
         if melspec.dim() != 4 or tuple(melspec.shape[1:]) != (2, *cfg.spec_shape):
-            raise ValueError(f"need (batch, 2, {cfg.spec_shape[0]}, {cfg.spec_shape[1]}) spectrograms; "
-                             f"got {tuple(melspec.shape)}")
+            raise ValueError(
+                f"need (batch, 2, {cfg.spec_shape[0]}, {cfg.spec_shape[1]}) spectrograms; got {tuple(melspec.shape)}"
+            )
         logmelmag2, mel_p = melspec[:, 0], melspec[:, 1]  # (B, time, mel)
         mag2 = torch.exp(logmelmag2) @ self.mel_to_linear
         mag = torch.exp(0.5 * torch.log(mag2.clamp_min(0.0) + 1e-6))
         phase = torch.cumsum(mel_p * math.pi, dim=1) @ self.mel_to_linear
         stft = torch.polar(mag, phase)
         stft = F.pad(stft, (1, 0))  # DC bin back in: (B, time, n_fft / 2 + 1)
-        return self.inverse_stft(stft)[:, -cfg.audio_length:]
+        return self.inverse_stft(stft)[:, -cfg.audio_length :]
 
     def inverse_stft(self, stft: Tensor) -> Tensor:
         """``tf.contrib.signal.inverse_stft`` with ``inverse_stft_window_fn``: irfft, window, overlap-add.
@@ -401,8 +414,7 @@ class GANSynth(ZooModel):
         denom = self.window.pow(2).view(-1, cfg.hop).sum(dim=0).repeat(cfg.n_fft // cfg.hop)
         frames = frames * (self.window / denom)
         length = cfg.hop * (frames.shape[1] - 1) + cfg.n_fft
-        out = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, cfg.n_fft),
-                     stride=(1, cfg.hop))
+        out = F.fold(frames.transpose(1, 2), output_size=(1, length), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop))
         return out.view(frames.shape[0], length)
 
     def forward(self, z: Tensor, pitch_one_hot: Tensor) -> Tensor:
@@ -410,8 +422,9 @@ class GANSynth(ZooModel):
         return self.melspecgrams_to_waves(self.denormalize(self.generator(z, pitch_one_hot)))
 
     # ---------------------------------------------------------------- training
-    def make_batch(self, batch: int | None = None, device: Device = None,
-                   stage: str | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None
+    ) -> tuple[Tensor, ...]:
         """Real (un-normalised) mel specgrams (B, 2, 128, 1024) and their one-hot pitches."""
         self._stage(stage)
         b = check_batch(self.config.batch_size if batch is None else batch, self.name)
@@ -462,9 +475,13 @@ class GANSynth(ZooModel):
         fake_score, _ = self.discriminator(fake)
         real_score, real_logits = self.discriminator(real_n)
         penalty = wgan_gradient_penalty(self.discriminator, real_n, fake, cfg.gp_target)
-        d_loss = (fake_score.mean() - real_score.mean() + cfg.gp_weight * penalty
-                  + cfg.real_score_penalty_weight * real_score.pow(2).mean()
-                  + cfg.discriminator_ac_loss_weight * F.cross_entropy(real_logits, real_pitch.argmax(1)))
+        d_loss = (
+            fake_score.mean()
+            - real_score.mean()
+            + cfg.gp_weight * penalty
+            + cfg.real_score_penalty_weight * real_score.pow(2).mean()
+            + cfg.discriminator_ac_loss_weight * F.cross_entropy(real_logits, real_pitch.argmax(1))
+        )
         opt["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         opt["discriminator"].step()

@@ -12,6 +12,7 @@ whose cost :mod:`waveflow.zoo.cost` counts.
 Reported figures the sources do not pin down are ``None`` (SampleRNN and SING publish no step
 count) and every uncertainty is spelled out in ``notes`` and in the model modules' docstrings.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -88,7 +89,7 @@ SPECS: dict[str, ZooSpec] = {
         reference_params=(("trained", 18_744_832),),
         reference_macs_per_forward=8 * 8.00e6,  # 8.00 M MACs per sample x 8 samples
         notes="No iteration count is published; the code stops after 72 h of pure train_fn time, the seed "
-              "paper's 168 h is 'about one week' of wall clock. Measure s/step and multiply by the hours.",
+        "paper's 168 h is 'about one week' of wall clock. Measure s/step and multiply by the hours.",
     ),
     "sing": ZooSpec(
         name="sing",
@@ -107,7 +108,7 @@ SPECS: dict[str, ZooSpec] = {
         reference_macs_per_forward=16.54e9,
         stage_hours=(("autoencoder", 12.0), ("sequence", 10.0), ("finetune", 30.0)),
         notes="Three stages of 50, 50 and 20 epochs; ~904 steps per epoch at batch 256 if the split has ~231k "
-              "notes [uncertain], i.e. ~45.2k, ~45.2k (x 9 truncated-BPTT optimiser steps) and ~18.1k steps.",
+        "notes [uncertain], i.e. ~45.2k, ~45.2k (x 9 truncated-BPTT optimiser steps) and ~18.1k steps.",
     ),
     "wavegan": ZooSpec(
         name="wavegan",
@@ -125,7 +126,7 @@ SPECS: dict[str, ZooSpec] = {
         reference_params=(("generator", 19_065_345), ("discriminator", 17_427_969)),
         reference_macs_per_forward=0.847e9,
         notes="200k generator iterations (each with 5 critic updates) in 4 days, from the paper's protocol "
-              "[uncertain: paper text not verified]; 200k x 5 x 64 / 18,620 = 3,437 epochs.",
+        "[uncertain: paper text not verified]; 200k x 5 x 64 / 18,620 = 3,437 epochs.",
     ),
     "gansynth": ZooSpec(
         name="gansynth",
@@ -143,7 +144,7 @@ SPECS: dict[str, ZooSpec] = {
         reference_params=(("generator", 7_311_246), ("discriminator", 6_831_230)),
         reference_macs_per_forward=14.14e9,
         notes="11 M images at batch 8; progressive growing means only ~4.65 M full-resolution-equivalent "
-              "images, so steps x the final-stage step cost over-counts training compute.",
+        "images, so steps x the final-stage step cost over-counts training compute.",
     ),
     "flowavenet": ZooSpec(
         name="flowavenet",
@@ -210,8 +211,9 @@ def make_inputs(model: ZooModel, batch: int = 1, device: Device = None) -> tuple
     return model.make_inputs(batch, device)
 
 
-def make_batch(model: ZooModel, batch: int | None = None, device: Device = None,
-               stage: str | None = None) -> tuple[Tensor, ...]:
+def make_batch(
+    model: ZooModel, batch: int | None = None, device: Device = None, stage: str | None = None
+) -> tuple[Tensor, ...]:
     """Stand-in training data for one step (``batch=None``: the model's configured batch)."""
     return model.make_batch(batch, device, stage=stage)
 

@@ -60,6 +60,7 @@ Decisions on the reference's uncertain points:
   reports the seed paper's 168 h (one week on a TITAN X, wall clock), while noting that the
   code stops after 72 h of pure ``train_fn`` time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -104,8 +105,10 @@ class SampleRNNConfig:
     def check_length(self, n_samples: int) -> None:
         """Chunks and generated lengths are whole top-tier frames."""
         if n_samples < self.big_frame_size or n_samples % self.big_frame_size:
-            raise ValueError(f"SampleRNN: length must be a positive multiple of the {self.big_frame_size}-sample "
-                             f"top-tier frame, got {n_samples}")
+            raise ValueError(
+                f"SampleRNN: length must be a positive multiple of the {self.big_frame_size}-sample "
+                f"top-tier frame, got {n_samples}"
+            )
 
 
 class WNLinear(nn.Module):
@@ -148,7 +151,7 @@ class GRU(nn.Module):
             p = projected[:, t]
             gates = torch.sigmoid(torch.addmm(p[:, : 2 * hdim], h, w_gates))
             update, reset = gates[:, :hdim], gates[:, hdim:]
-            cand = torch.tanh(torch.addmm(p[:, 2 * hdim:], reset * h, w_cand))
+            cand = torch.tanh(torch.addmm(p[:, 2 * hdim :], reset * h, w_cand))
             h = update * cand + (1.0 - update) * h
             outs.append(h)
         return torch.stack(outs, dim=1), h
@@ -167,11 +170,11 @@ class GRU(nn.Module):
         first = torch.cat([h0 @ w_gates, (h0 * h0) @ w_cand], dim=-1).unsqueeze(1)
         rest_in = h_prev[:, 1:]
         gates_rest = rest_in @ w_gates
-        reset_rest = torch.sigmoid(projected[:, 1:, hdim: 2 * hdim] + gates_rest[..., hdim:])
+        reset_rest = torch.sigmoid(projected[:, 1:, hdim : 2 * hdim] + gates_rest[..., hdim:])
         rest = torch.cat([gates_rest, (reset_rest * rest_in) @ w_cand], dim=-1)
         pre = projected + torch.cat([first, rest], dim=1)
         update = torch.sigmoid(pre[..., :hdim])
-        out = update * torch.tanh(pre[..., 2 * hdim:]) + (1.0 - update) * h_prev
+        out = update * torch.tanh(pre[..., 2 * hdim :]) + (1.0 - update) * h_prev
         return out, out[:, -1]
 
 
@@ -236,13 +239,14 @@ class SampleRNN(ZooModel):
         cfg = self.config
         big, fs = cfg.big_frame_size, cfg.frame_size
         if prev.dim() != 2 or prev.shape[1] != big:
-            raise ValueError(f"SampleRNN step needs the previous {big} codes, shape (batch, {big}); "
-                             f"got {tuple(prev.shape)}")
+            raise ValueError(
+                f"SampleRNN step needs the previous {big} codes, shape (batch, {big}); got {tuple(prev.shape)}"
+            )
         cond_top, h_top = self.top_tier(prev, h_top)  # (B, 4, dim)
         history = list(prev.unbind(1))
         for j in range(big // fs):
             frame = torch.stack(history[-fs:], dim=1)
-            cond_mid, h_mid = self.middle_tier(frame, cond_top[:, j: j + 1], h_mid)  # (B, 2, dim)
+            cond_mid, h_mid = self.middle_tier(frame, cond_top[:, j : j + 1], h_mid)  # (B, 2, dim)
             for k in range(fs):
                 logits = self.sample_mlp(torch.stack(history[-fs:], dim=1), cond_mid[:, k])
                 history.append(gumbel_sample(logits))
@@ -277,8 +281,9 @@ class SampleRNN(ZooModel):
         return self.decode(torch.cat(out, dim=1))
 
     # ---------------------------------------------------------------- training
-    def make_batch(self, batch: int | None = None, device: Device = None, stage: str | None = None,
-                   seq_len: int | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None, seq_len: int | None = None
+    ) -> tuple[Tensor, ...]:
         """One TBPTT chunk: codes of shape (B, seq_len + 8), the first 8 overlapping the previous chunk."""
         self._stage(stage)
         cfg = self.config
@@ -298,14 +303,15 @@ class SampleRNN(ZooModel):
             raise ValueError(f"SampleRNN needs codes of shape (batch, seq_len + {big}); got {tuple(sequences.shape)}")
         cfg.check_length(sequences.shape[1] - big)
         cond_top, h_top = self.top_tier(sequences[:, :-big], h_top)
-        cond_mid, h_mid = self.middle_tier(sequences[:, big - fs: -fs], cond_top, h_mid)
-        prev = sequences[:, big - fs: -1].unfold(1, fs, 1)  # (B, seq_len, 2)
+        cond_mid, h_mid = self.middle_tier(sequences[:, big - fs : -fs], cond_top, h_mid)
+        prev = sequences[:, big - fs : -1].unfold(1, fs, 1)  # (B, seq_len, 2)
         logits = self.sample_mlp(prev, cond_mid)
         nats = F.cross_entropy(logits.reshape(-1, cfg.q_levels), sequences[:, big:].reshape(-1))
         return nats * 1.4426950408889634, h_top, h_mid
 
-    def training_step(self, sequences: Tensor, stage: str | None = None,
-                      reset: bool | None = None) -> dict[str, Tensor]:
+    def training_step(
+        self, sequences: Tensor, stage: str | None = None, reset: bool | None = None
+    ) -> dict[str, Tensor]:
         """One ``train_fn`` call; ``reset=None`` resets every ``chunks_per_sequence`` chunks."""
         self._stage(stage)
         cfg = self.config

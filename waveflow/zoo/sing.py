@@ -52,6 +52,7 @@ Decisions on the reference's uncertain points:
 * The per-epoch evaluation passes (LSTM + decoder on ~68k notes per stage) are not part of a
   training step.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,8 +91,11 @@ class SINGConfig:
     epsilon: float = 1.0  # log(epsilon + |STFT|^2)
 
     def scaled(self, width_scale: float) -> SINGConfig:
-        return replace(self, channels=scale_width(self.channels, width_scale),
-                       hidden_size=scale_width(self.hidden_size, width_scale))
+        return replace(
+            self,
+            channels=scale_width(self.channels, width_scale),
+            hidden_size=scale_width(self.hidden_size, width_scale),
+        )
 
     @classmethod
     def tiny(cls) -> SINGConfig:
@@ -117,8 +121,9 @@ class SINGConfig:
     def check_note(self, note_samples: int) -> None:
         """A note must be a positive multiple of the hop so that output and target align."""
         if note_samples < self.stride or note_samples % self.stride:
-            raise ValueError(f"SING: a note must be a positive multiple of the {self.stride}-sample hop, "
-                             f"got {note_samples} samples")
+            raise ValueError(
+                f"SING: a note must be a positive multiple of the {self.stride}-sample hop, got {note_samples} samples"
+            )
 
     @property
     def sequence_optimizer_steps(self) -> int:
@@ -150,8 +155,16 @@ class WindowedConvTranspose1d(nn.ConvTranspose1d):
         self.register_buffer("window", hann_window(self.kernel_size[0], squared=True), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv_transpose1d(x, self.weight * self.window, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)
+        return F.conv_transpose1d(
+            x,
+            self.weight * self.window,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
 class ConvolutionalEncoder(nn.Module):
@@ -178,14 +191,18 @@ class ConvolutionalDecoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv1d(cfg.dimension, cfg.channels, cfg.context_size), nn.ReLU()]
         for _ in range(cfg.rewrite_layers):
             layers += [nn.Conv1d(cfg.channels, cfg.channels, 1), nn.ReLU()]
-        layers.append(WindowedConvTranspose1d(cfg.channels, 1, cfg.kernel_size, stride=cfg.stride,
-                                              padding=cfg.kernel_size - cfg.stride))
+        layers.append(
+            WindowedConvTranspose1d(
+                cfg.channels, 1, cfg.kernel_size, stride=cfg.stride, padding=cfg.kernel_size - cfg.stride
+            )
+        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, embeddings: Tensor) -> Tensor:
         if embeddings.shape[-1] < self.cfg.context_size:
-            raise ValueError(f"SING decoder needs at least {self.cfg.context_size} embedding frames, "
-                             f"got {embeddings.shape[-1]}")
+            raise ValueError(
+                f"SING decoder needs at least {self.cfg.context_size} embedding frames, got {embeddings.shape[-1]}"
+            )
         return self.layers(embeddings).squeeze(1)
 
 
@@ -196,8 +213,8 @@ class CountableLSTM(nn.LSTM):
     decomposition on meta takes seconds to trace for 265 steps x 3 layers. On the meta
     device, where no values exist and only shapes and costs matter, each layer therefore
     runs as time-batched matrix products, ``x @ W_ih^T`` and ``h_prev @ W_hh^T`` over all
-    steps at once (step 0 apart, as its h0 takes no gradient), then the gate nonlinearities. These are exactly the LSTM's
-    multiply-accumulates in the forward pass, and their gradients (with respect to x,
+    steps at once (step 0 apart, as its h0 takes no gradient), then the gate nonlinearities.
+    These are exactly the LSTM's multiply-accumulates in the forward pass, and their gradients (with respect to x,
     h_prev, W_ih and W_hh) are exactly those of backpropagation through time, so forward and
     backward counts equal the closed form :func:`lstm_macs` (checked by the tests). The meta
     path is a cost surrogate: it does not carry the recurrence, so it must not be used for
@@ -210,8 +227,9 @@ class CountableLSTM(nn.LSTM):
             return super().forward(x, hx)
         hs, cs = [], []
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = (getattr(self, f"{n}_l{layer}")
-                                      for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(self, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
             projected = F.linear(x, w_ih, b_ih + b_hh)  # (T, B, 4H)
             h0 = projected.new_zeros(projected.shape[1], self.hidden_size) if hx is None else hx[0][layer]
             # Step 0 reads h0 (no gradient flows into it, as in BPTT); steps 1.. read a
@@ -228,7 +246,7 @@ class CountableLSTM(nn.LSTM):
 
 def lstm_macs(input_size: int, hidden_size: int, num_layers: int, steps: int, batch: int = 1) -> int:
     """Closed-form MACs of a unidirectional ``nn.LSTM`` forward: 4H (in + H) per layer and step."""
-    per_step = 4 * hidden_size * (input_size + hidden_size) + (num_layers - 1) * 8 * hidden_size ** 2
+    per_step = 4 * hidden_size * (input_size + hidden_size) + (num_layers - 1) * 8 * hidden_size**2
     return per_step * steps * batch
 
 
@@ -246,16 +264,23 @@ class SequenceGenerator(nn.Module):
         self.lstm = CountableLSTM(input_size, cfg.hidden_size, cfg.num_layers)
         self.decoder = nn.Linear(cfg.hidden_size, cfg.dimension)
 
-    def forward(self, velocity: Tensor, instrument: Tensor, pitch: Tensor, start: int = 0,
-                length: int | None = None,
-                hidden: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        velocity: Tensor,
+        instrument: Tensor,
+        pitch: Tensor,
+        start: int = 0,
+        length: int | None = None,
+        hidden: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         length = self.cfg.length - start if length is None else length
         if length < 1 or start < 0 or start + length > self.cfg.length:
             raise ValueError(f"SING: steps [{start}, {start + length}) outside the {self.cfg.length}-step sequence")
         static = torch.cat([self.velocity(velocity), self.instrument(instrument), self.pitch(pitch)], dim=-1)
         times = self.time(torch.arange(start, start + length, device=static.device))  # (L, 4)
-        x = torch.cat([static.unsqueeze(0).expand(length, -1, -1),
-                       times.unsqueeze(1).expand(-1, static.shape[0], -1)], dim=-1)  # (L, B, 30)
+        x = torch.cat(
+            [static.unsqueeze(0).expand(length, -1, -1), times.unsqueeze(1).expand(-1, static.shape[0], -1)], dim=-1
+        )  # (L, B, 30)
         out, hidden = self.lstm(x, hidden)
         return self.decoder(out).permute(1, 2, 0), hidden
 
@@ -280,8 +305,10 @@ class SING(ZooModel):
         """Random (velocity, instrument, pitch) indices."""
         check_batch(batch, self.name)
         dev, cfg = self._device(device), self.config
-        return tuple(torch.randint(0, card, (batch,), device=dev)  # type: ignore[return-value]
-                     for card, _ in (cfg.velocity, cfg.instrument, cfg.pitch))
+        return tuple(
+            torch.randint(0, card, (batch,), device=dev)  # type: ignore[return-value]
+            for card, _ in (cfg.velocity, cfg.instrument, cfg.pitch)
+        )
 
     def make_inputs(self, batch: int = 1, device: Device = None) -> tuple[Tensor, ...]:
         return self.sample_conditioning(batch, device)
@@ -297,14 +324,14 @@ class SING(ZooModel):
         cfg = self.config
 
         def logspec(x: Tensor) -> Tensor:
-            s = torch.stft(x, cfg.stft_n_fft, cfg.stft_hop, window=self.stft_window, center=False,
-                           return_complex=True)
+            s = torch.stft(x, cfg.stft_n_fft, cfg.stft_hop, window=self.stft_window, center=False, return_complex=True)
             return torch.log(cfg.epsilon + s.real.pow(2) + s.imag.pow(2))
 
         return F.l1_loss(logspec(a), logspec(b))
 
-    def make_batch(self, batch: int | None = None, device: Device = None, stage: str | None = None,
-                   note_samples: int | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None, note_samples: int | None = None
+    ) -> tuple[Tensor, ...]:
         """Stand-in data for ``stage``.
 
         ``autoencoder``: (padded wav,); ``sequence``: (encoder embeddings (B, 128, 265),
@@ -364,8 +391,9 @@ class SING(ZooModel):
         opt.step()
         return {"loss": loss.detach()}
 
-    def _sequence_step(self, embeddings: Tensor, velocity: Tensor, instrument: Tensor, pitch: Tensor,
-                       opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+    def _sequence_step(
+        self, embeddings: Tensor, velocity: Tensor, instrument: Tensor, pitch: Tensor, opt: torch.optim.Optimizer
+    ) -> dict[str, Tensor]:
         """``SequenceGeneratorTrainer._train_batch``: 9 truncated-BPTT chunks, one Adam step each."""
         cfg = self.config
         if embeddings.shape[-1] != cfg.length:
@@ -377,7 +405,7 @@ class SING(ZooModel):
             length = min(cfg.truncated_gradient, cfg.length - start)
             rebuilt, hidden = self.sequence_generator(velocity, instrument, pitch, start, length, hidden)
             hidden = (hidden[0].detach(), hidden[1].detach())
-            loss = F.mse_loss(rebuilt, embeddings[..., start:start + length])
+            loss = F.mse_loss(rebuilt, embeddings[..., start : start + length])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -41,6 +41,7 @@ Decisions on the reference's uncertain points:
   lengths and the same MACs, shifting the sampling grid by one sample, which is immaterial
   for cost.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -79,7 +80,7 @@ class WaveGANConfig:
     @property
     def start_len(self) -> int:
         """Length after the dense layer (16 for 16,384 samples)."""
-        return self.slice_len // self.stride ** 5
+        return self.slice_len // self.stride**5
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -180,8 +181,9 @@ class WaveGAN(ZooModel):
         """Inference: one generator pass, (B, 16,384) samples = 1.024 s at 16 kHz."""
         return self.generator(z).squeeze(1)
 
-    def make_batch(self, batch: int | None = None, device: Device = None,
-                   stage: str | None = None) -> tuple[Tensor, ...]:
+    def make_batch(
+        self, batch: int | None = None, device: Device = None, stage: str | None = None
+    ) -> tuple[Tensor, ...]:
         """Real clips for one step: ``disc_nupdates`` fresh batches, shape (5, B, 1, 16,384)."""
         self._stage(stage)
         b = check_batch(self.config.batch_size if batch is None else batch, self.name)
@@ -200,8 +202,10 @@ class WaveGAN(ZooModel):
         self._stage(stage)
         cfg = self.config
         if real.dim() != 4 or real.shape[0] != cfg.disc_nupdates:
-            raise ValueError(f"WaveGAN step needs real clips of shape ({cfg.disc_nupdates}, B, 1, "
-                             f"{cfg.slice_len}); got {tuple(real.shape)}")
+            raise ValueError(
+                f"WaveGAN step needs real clips of shape ({cfg.disc_nupdates}, B, 1, "
+                f"{cfg.slice_len}); got {tuple(real.shape)}"
+            )
         opt = self.optimizers()
         batch = real.shape[1]
         d_loss = torch.zeros((), device=real.device)

@@ -213,12 +213,13 @@ class CountableLSTM(nn.LSTM):
     decomposition on meta takes seconds to trace for 265 steps x 3 layers. On the meta
     device, where no values exist and only shapes and costs matter, each layer therefore
     runs as time-batched matrix products, ``x @ W_ih^T`` and ``h_prev @ W_hh^T`` over all
-    steps at once (step 0 apart, as its h0 takes no gradient), then the gate nonlinearities.
-    These are exactly the LSTM's multiply-accumulates in the forward pass, and their gradients (with respect to x,
-    h_prev, W_ih and W_hh) are exactly those of backpropagation through time, so forward and
-    backward counts equal the closed form :func:`lstm_macs` (checked by the tests). The meta
-    path is a cost surrogate: it does not carry the recurrence, so it must not be used for
-    values, which never exist on meta anyway. Supports the configuration used here:
+    steps at once (step 0 apart: BPTT computes no gradient for an h0 that needs none), then
+    the gate nonlinearities. These are exactly the LSTM's forward multiply-accumulates (the
+    closed form :func:`lstm_macs`), and their gradients with respect to x, h_prev, W_ih and
+    W_hh are exactly the matrix products of backpropagation through time, so forward +
+    backward counts equal those of PyTorch's own decomposition (both checked by the tests).
+    The meta path is a cost surrogate: it does not carry the recurrence, so its values would
+    be wrong, but values never exist on meta. Supports the configuration used here:
     unidirectional, time-major, no projection, no dropout.
     """
 

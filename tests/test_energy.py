@@ -89,6 +89,13 @@ def cpu_clock(values):
 @pytest.fixture(autouse=True)
 def no_cuda_env(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv(er.POWERCAP_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def bare_metal(monkeypatch):
+    """A bare-metal box with one 4-thread package, whatever machine runs the tests (the package rule)."""
+    monkeypatch.setattr(er, "cpu_info", lambda: er.CpuInfo(4, 4, 1, 4, False))
 
 
 # ------------------------------------------------------------------------------------------
@@ -301,7 +308,7 @@ def test_bad_settings_raise_value_error():
 # ------------------------------------------------------------------------------------------
 # record, sections, log
 def test_sections_marks_pue_and_co2():
-    cpu = cpu_clock([0.0, 0.0, 2.0, 2.0, 2.0, 6.0, 6.0])  # start, s1 in/out, mark, s2 in/out, stop
+    cpu = cpu_clock([0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 6.0, 6.0])  # built, start, s1 in/out, mark, s2 in/out, stop
     with EnergyMeter(
         "epochs", nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu, pue=1.5, intensity="FR"
     ) as meter:
@@ -332,7 +339,12 @@ def test_block_exception_propagates_and_is_noted():
 
 def _record(label: str):
     with EnergyMeter(
-        label, nvml=False, powercap_root="/nonexistent", cpu_tdp_w=100, cpu_seconds=cpu_clock([0.0, 1.0]), pue=1.0
+        label,
+        nvml=False,
+        powercap_root="/nonexistent",
+        cpu_tdp_w=100,
+        cpu_seconds=cpu_clock([0.0, 0.0, 1.0]),  # built, start, stop
+        pue=1.0,
     ) as m:
         pass
     return m.record
@@ -357,9 +369,31 @@ def test_csv_append_two_rows_one_header(tmp_path):
 def test_csv_with_foreign_header_is_refused(tmp_path):
     log = tmp_path / "other.csv"
     log.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match="not an energy log") as err:
         append_record(_record("x"), log)
+    assert "\n" not in str(err.value) and str(log) in str(err.value)
     assert log.read_text() == "a,b\n1,2\n"
+
+
+def test_log_with_the_old_header_is_refused_in_one_line_and_kept(tmp_path):
+    """A log written before the bounds/scope columns existed is not appended to, mixed or overwritten."""
+    old_header = (
+        "timestamp,label,hostname,git_commit,command,exit_code,wall_s,gpu_j,gpu_method,gpu_devices,cpu_j,"
+        "cpu_method,cpu_device,cpu_tdp_w,cpu_tdp_match,cpu_utilisation,dram_j,dram_method,energy_j,pue,pue_name,"
+        "energy_j_pue,energy_kwh_pue,intensity_g_per_kwh,intensity_code,intensity_source,co2e_g,sections,notes"
+    )
+    log = tmp_path / "energy_log.csv"
+    content = old_header + "\n2024-01-01T00:00:00+00:00,old,h,c,,,1.0,,,,5.0" + "," * 18 + "\n"
+    log.write_text(content)
+    with pytest.raises(ValueError) as err:
+        append_record(_record("new"), log)
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(log) in message and "older column layout (29 columns" in message
+    assert f"mv {log} {log}.old" in message and "--log PATH" in message
+    assert log.read_text() == content
+    rc = cli_main(["energy", "--log", str(log), "--cpu-tdp", "100", "--", sys.executable, "-c", "pass"])
+    assert rc == 0 and log.read_text() == content  # the CLI reports it and still returns the command's code
 
 
 # ------------------------------------------------------------------------------------------

@@ -73,13 +73,24 @@ PUE_PRESETS: dict[str, Pue] = {
             "reported energy by it (constants.PUE_2023)",
         ),
         Pue(
+            "uptime-2024",
+            1.56,
+            "Uptime Institute Global Data Center Survey 2024 (industry average PUE 1.56); the default "
+            "of the Green Algorithms calculator (data/latest/defaults_PUE.csv)",
+        ),
+        Pue(
             "carbontracker-2020",
             1.59,
-            "Uptime Institute 2020 survey; carbontracker 1.1.x (the paper's era) "
-            "multiplied every reported energy by it",
+            "Uptime Institute 2020 survey; carbontracker multiplied every reported energy by it from "
+            "2020-10-29 (commit ebd96ec) to 1.1.6. The paper names no version and no PUE: this is our "
+            "inference for its era, and a run between 2020-05-29 and 2020-10-29 used 1.67",
         ),
         Pue("uptime-2022", 1.55, "Uptime Institute 2022 survey (carbontracker constants.PUE_2022)"),
-        Pue("carbontracker-2019", 1.67, "carbontracker before 2020-10 (Uptime Institute 2019 survey)"),
+        Pue(
+            "carbontracker-2019",
+            1.67,
+            "carbontracker from 2020-05-29 (commit 460a861) to 2020-10-29 (Uptime Institute 2019 survey)",
+        ),
     )
 }
 

@@ -1,8 +1,10 @@
 """``python -m waveflow energy -- CMD [ARGS...]``: measure any command like ``time`` does.
 
 Wall clock around the subprocess, and for the CPU estimate the CPU seconds of the subprocess tree
-only (not of this Python process, which just waits). The meter's warnings (a generic CPU brand,
-say) are printed as plain one-line notes, never as a ``file:line`` warning pointing into the package.
+only (not of this Python process, which just waits). ``--idle-baseline S`` measures S seconds of
+idle before the command starts; ``--wall-meter FILE.csv`` reads a wall meter's log after it ends.
+The meter's warnings (a generic CPU brand, say) are printed as plain one-line notes, never as a
+``file:line`` warning pointing into the package.
 """
 
 from __future__ import annotations
@@ -33,6 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="W",
         help="CPU TDP in watts per package, overriding the table lookup",
+    )
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hardware threads per CPU package for the per-thread estimate, overriding the table",
+    )
+    parser.add_argument(
+        "--idle-baseline",
+        type=float,
+        default=None,
+        metavar="S",
+        help="measure S seconds of idle before the command and also report dynamic energy (default: off)",
+    )
+    parser.add_argument(
+        "--wall-meter",
+        default=None,
+        metavar="FILE.csv",
+        help="a wall-meter log with header timestamp,watts (Unix s, W), integrated over the command as a check",
     )
     parser.add_argument("--label", default=None, help="label of the row in the log (default: the command)")
     parser.add_argument(
@@ -67,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         intensity=args.intensity,
         pue=pue,
         cpu_tdp_w=args.cpu_tdp,
+        cpu_threads=args.cpu_threads,
         cpu_seconds=functools.partial(er.process_tree_cpu_seconds, include_self=False),
+        idle_baseline_s=args.idle_baseline,
+        wall_meter=args.wall_meter,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,4 +1,4 @@
-"""Energy meter: joules of a block of code per component, with the method behind each number.
+"""Energy meter: joules of a block of code per component, with the method and scope behind each number.
 
     with EnergyMeter("train WF2", intensity="FR") as meter:
         for epoch in range(3):
@@ -8,10 +8,14 @@
 
 For each component the meter takes the best source available and says which one it used
 (see :mod:`waveflow.energy.readers`): NVML's energy counter, else NVML power sampled at 10 Hz;
-RAPL package/dram counters, else TDP x measured CPU utilisation of the process tree. Every
-fallback is written to ``record.notes``. The meter never raises once started and never exits the
-process (no ``os._exit``/``sys.exit``): a reader that fails is recorded and the user's run goes
-on. Only bad settings (unknown intensity code, PUE < 1) raise ``ValueError``, at construction.
+RAPL package/dram counters, else an estimate from the CPU's TDP and the CPU seconds of the process
+tree, per hardware thread on a VM, with a low and a high bound. Every fallback is written to
+``record.notes``. Optional: ``idle_baseline_s`` measures idle power before the block, so the record
+also carries the dynamic energy; ``wall_meter`` reads a wall-meter log as a check.
+
+The meter never raises once started and never exits the process (no ``os._exit``/``sys.exit``): a
+reader that fails is recorded and the user's run goes on. Only bad settings (unknown intensity
+code, PUE < 1, a non-positive TDP) raise ``ValueError``, at construction.
 
 ``python -m waveflow energy -- CMD [ARGS...]`` measures any command like ``time`` does.
 """
@@ -33,6 +37,9 @@ from typing import Any
 from . import carbon
 from . import readers as er
 from .record import ComponentEnergy, EnergyRecord, Interval, git_commit
+from .wallmeter import wall_energy
+
+_Snap = dict[int, float]
 
 
 class EnergyMeter:
@@ -43,13 +50,18 @@ class EnergyMeter:
         intensity: grid carbon-intensity code or object (default: waveflow.carbon's default).
         pue: PUE preset name or value (default: waveflow.carbon's default).
         cpu_tdp_w: TDP (W per package) for the CPU estimate, overriding the table lookup.
+        cpu_threads: hardware threads per package for the per-thread estimate, overriding the table.
         gpu, cpu: measure GPUs / CPU+DRAM (default True).
         nvml: the NVML module to use; None imports ``pynvml``, False disables GPUs (tests inject fakes).
-        powercap_root: the powercap tree (default ``/sys/class/powercap``; tests pass a tmp dir).
+        powercap_root: the powercap tree (default ``$WAVEFLOW_POWERCAP_ROOT`` or ``/sys/class/powercap``).
         rapl_read_text: file reader for RAPL (tests inject one raising PermissionError).
         cpu_seconds: cumulative CPU seconds of what is measured (default: this process tree).
         poll_hz: NVML power sampling rate for GPUs without an energy counter (default 10).
         sync_cuda: call ``torch.cuda.synchronize()`` at the ends so queued kernels count (default True).
+        idle_baseline_s: seconds of idle to measure before the block (default None: off). The
+            start then blocks that long; the record gains ``idle_w`` and ``dynamic_j``.
+        wall_meter: a ``timestamp,watts`` CSV written by a wall meter (default None), integrated over
+            the block's window at ``stop()`` as a check on the other components.
     """
 
     def __init__(
@@ -59,6 +71,7 @@ class EnergyMeter:
         intensity: Any = None,
         pue: Any = None,
         cpu_tdp_w: float | None = None,
+        cpu_threads: int | None = None,
         gpu: bool = True,
         cpu: bool = True,
         nvml: Any = None,
@@ -67,25 +80,43 @@ class EnergyMeter:
         cpu_seconds: Callable[[], float] | None = None,
         poll_hz: float = er.DEFAULT_POLL_HZ,
         sync_cuda: bool = True,
+        idle_baseline_s: float | None = None,
+        wall_meter: str | Path | None = None,
     ) -> None:
         if cpu_tdp_w is not None and not (
             isinstance(cpu_tdp_w, (int, float)) and math.isfinite(cpu_tdp_w) and cpu_tdp_w > 0
         ):
             raise ValueError(f"EnergyMeter.cpu_tdp_w: expected a positive number of watts, got {cpu_tdp_w!r}")
+        if cpu_threads is not None and not (
+            isinstance(cpu_threads, int) and not isinstance(cpu_threads, bool) and cpu_threads > 0
+        ):
+            raise ValueError(f"EnergyMeter.cpu_threads: expected a positive integer per package, got {cpu_threads!r}")
         if not poll_hz >= 10:
             raise ValueError(f"EnergyMeter.poll_hz: expected >= 10 Hz to follow NVML power, got {poll_hz!r}")
-        self.label, self.cpu_tdp_w, self.gpu, self.cpu = label, cpu_tdp_w, gpu, cpu
+        if idle_baseline_s is not None and not (
+            isinstance(idle_baseline_s, (int, float)) and math.isfinite(idle_baseline_s) and idle_baseline_s >= 0
+        ):
+            raise ValueError(f"EnergyMeter.idle_baseline_s: expected seconds >= 0, got {idle_baseline_s!r}")
+        self.label, self.cpu_tdp_w, self.cpu_threads, self.gpu, self.cpu = label, cpu_tdp_w, cpu_threads, gpu, cpu
         self._nvml_arg, self.powercap_root, self._rapl_read = nvml, powercap_root, rapl_read_text
         self._cpu_seconds, self.poll_hz, self.sync_cuda = cpu_seconds, poll_hz, sync_cuda
+        self.idle_baseline_s = float(idle_baseline_s) if idle_baseline_s else None
+        self.wall_meter = Path(wall_meter) if wall_meter is not None else None
         self.notes: list[str] = []
         self.intensity, self.pue = carbon.resolve(intensity, pue)
         self.readers: list[er.EnergyReader] = []
         self.record: EnergyRecord | None = None
+        self.tdp: er.CpuTdp | None = None
         self._nvml = None
         self._t0: float | None = None
+        self._unix0 = math.nan
+        self._base: _Snap = {}
+        self._cpu_s_base = 0.0
+        self._idle_w = math.nan
         self._read_failures: dict[int, int] = {}
-        self._marks: list[tuple[str, float, dict[str, float]]] = []
-        self._sections: list[Interval] = []
+        self._zero_noted: set[int] = set()
+        self._marks: list[tuple[str, float, _Snap]] = []
+        self._sections: list[tuple[str, float, _Snap, float, _Snap]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.poll_cpu_s = 0.0
@@ -107,17 +138,15 @@ class EnergyMeter:
             except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 self.notes.append(f"GPU not measured: NVML unavailable ({why})")
-        self.tdp: er.CpuTdp | None = None
         if not self.cpu:
             return
         rapl: list[er.EnergyReader] = []
+        root = er.powercap_root(self.powercap_root)
         try:
-            rapl = er.rapl_domains(self.powercap_root, self._rapl_read)
+            rapl = er.rapl_domains(root, self._rapl_read)
             if not rapl:
-                self.notes.append(
-                    f"no RAPL domains under {self.powercap_root or er.DEFAULT_POWERCAP_ROOT}; DRAM not measured"
-                )
-        except Exception as exc:  # PermissionError on root-only energy_uj (Linux >= 5.10)
+                self.notes.append(f"no RAPL domains under {root}; DRAM not measured")
+        except Exception as exc:  # PermissionError on root-only energy_uj (Linux >= 5.10), garbage, EIO
             self.notes.append(f"RAPL unreadable ({type(exc).__name__}: {exc}); CPU estimated, DRAM not measured")
         self.readers += rapl
         if not any(r.kind == "cpu" for r in rapl):
@@ -137,18 +166,39 @@ class EnergyMeter:
                     stacklevel=_caller_stacklevel(),
                 )
         self.tdp = tdp
-        est = er.CpuUtilisationEstimate(tdp, self._cpu_seconds)
-        self.notes.append(f"CPU energy estimated: {tdp.detail} x utilisation over {est.logical_cpus} logical CPU(s)")
-        if er.cpu_topology()[2]:
+        info = er.cpu_info()
+        threads, threads_source = self.cpu_threads, "user value (cpu_threads)"
+        if threads is None and not info.hypervisor and info.threads_per_package:
+            threads, threads_source = info.threads_per_package, "/proc/cpuinfo siblings (bare metal)"
+        power = er.thread_power(tdp, threads, threads_source)
+        slice_of_package = power.threads is not None and info.visible < info.packages * power.threads
+        per_thread = info.hypervisor or slice_of_package
+        est = er.CpuUtilisationEstimate(
+            tdp, self._cpu_seconds, info.visible, info.packages, thread_power=power if per_thread else None
+        )
+        if per_thread:
+            why = "virtual machine" if info.hypervisor else f"{info.visible} of {info.packages * power.threads} threads"
             self.notes.append(
-                "virtual machine: the TDP is a whole physical package's; "
-                "the estimate is an upper bound for the visible vCPUs"
+                f"CPU energy estimated per hardware thread ({why}): {tdp.detail}; {power.watts:.3g} W per busy "
+                f"thread from {power.source}; low {est.w_per_cpu * est.low_factor:.3g} W per busy thread "
+                f"(without the {er.IDLE_SHARE:.0%} idle share), high {est.package_w_per_cpu:.3g} W "
+                f"(the whole package's TDP over the {info.visible} visible logical CPU(s))"
+            )
+            if est.capped:
+                self.notes.append(
+                    f"the per-thread figure ({power.watts:.3g} W) exceeded the whole-package figure; capped at "
+                    f"{est.package_w_per_cpu:.3g} W per busy logical CPU"
+                )
+        else:
+            self.notes.append(
+                f"CPU energy estimated: {tdp.detail} x utilisation over {est.logical_cpus} logical CPU(s); "
+                f"low bound without the {er.IDLE_SHARE:.0%} idle share"
             )
         return est
 
     # -- measuring ---------------------------------------------------------------------------
     def start(self) -> EnergyMeter:
-        """Start measuring (idempotent)."""
+        """Start measuring (idempotent); with ``idle_baseline_s`` it first waits that long, measuring idle power."""
         if self._t0 is not None:
             return self
         self._sync()  # GPU work queued before the block must not land in it (readers take baselines next)
@@ -156,13 +206,29 @@ class EnergyMeter:
             self._build_readers()
         except Exception as exc:  # never let set-up break the user's run
             self.notes.append(f"meter set-up failed: {type(exc).__name__}: {exc}")
-        self._t0 = time.perf_counter()
-        self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._last = {id(r): 0.0 for r in self.readers}
         if any(r.poll_interval_s for r in self.readers):
             self._thread = threading.Thread(target=self._poll_loop, name="EnergyMeterPoll", daemon=True)
             self._thread.start()
+        if self.idle_baseline_s:
+            self._measure_idle(self.idle_baseline_s)
+        self._t0 = time.perf_counter()
+        self._unix0 = time.time()
+        self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._base = self._read_all(0.0)
+        est = self._estimate()
+        self._cpu_s_base = est.cpu_seconds if est else 0.0
         return self
+
+    def _measure_idle(self, seconds: float) -> None:
+        """Mean power of all readers over ``seconds`` of sleep before the block: the idle baseline."""
+        try:
+            t0, before = time.perf_counter(), self._read_all(0.0)
+            time.sleep(seconds)
+            t1, after = time.perf_counter(), self._read_all(seconds)
+            self._idle_w = sum(after[id(r)] - before[id(r)] for r in self.readers) / (t1 - t0)
+        except Exception as exc:
+            self.notes.append(f"idle baseline failed ({type(exc).__name__}: {exc}); no dynamic energy")
 
     def _poll_loop(self) -> None:
         pollers = [r for r in self.readers if r.poll_interval_s]
@@ -192,10 +258,8 @@ class EnergyMeter:
             except Exception:  # a failed sync must not end the user's run
                 pass
 
-    def _snapshot(self) -> tuple[float, dict[int, float]]:
-        """(seconds since start, cumulative joules per reader); a failing reader keeps its last value."""
-        self._sync()
-        t = time.perf_counter() - (self._t0 or time.perf_counter())
+    def _read_all(self, t: float) -> _Snap:
+        """Cumulative joules per reader; a failing reader keeps its last value (noted once)."""
         for r in self.readers:
             try:
                 self._last[id(r)] = float(r.read())
@@ -209,13 +273,31 @@ class EnergyMeter:
                         f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); "
                         "value is a lower bound (further failures of this reader not listed)"
                     )
-        return t, dict(self._last)
+        return dict(self._last)
 
-    def _by_kind(self, start: dict[int, float], end: dict[int, float]) -> dict[str, float]:
+    def _snapshot(self) -> tuple[float, _Snap]:
+        """(seconds since start, cumulative joules per reader)."""
+        self._sync()
+        t = time.perf_counter() - (self._t0 or time.perf_counter())
+        return t, self._read_all(t)
+
+    def _estimate(self) -> er.CpuUtilisationEstimate | None:
+        return next((r for r in self.readers if isinstance(r, er.CpuUtilisationEstimate)), None)
+
+    def _by_kind(self, start: _Snap, end: _Snap, skip: frozenset[int] = frozenset()) -> dict[str, float]:
         out: dict[str, float] = {}
         for r in self.readers:
-            out[r.kind] = out.get(r.kind, 0.0) + end[id(r)] - start.get(id(r), 0.0)
+            if id(r) not in skip:
+                out[r.kind] = out.get(r.kind, 0.0) + end[id(r)] - start.get(id(r), 0.0)
         return out
+
+    def _note_zero_gpu(self, start: _Snap, end: _Snap, seconds: float, what: str) -> None:
+        """Note an NVML energy counter that did not move over a span > 0 s (once per GPU)."""
+        for r in self.readers:
+            if isinstance(r, er.NvmlEnergyCounter) and id(r) not in self._zero_noted:
+                if seconds > 0 and end[id(r)] - start.get(id(r), 0.0) == 0:
+                    self._zero_noted.add(id(r))
+                    self.notes.append(er.zero_energy_note(r.device, what, seconds))
 
     def mark(self, label: str) -> None:
         """Remember the energy used from the start up to now under ``label`` (e.g. "epoch 3")."""
@@ -237,8 +319,50 @@ class EnergyMeter:
             yield
         finally:
             if started and self.record is None:
-                t1, s1 = self._snapshot()
-                self._sections.append(Interval(label, t0, t1, self._by_kind(s0, s1)))
+                try:
+                    t1, s1 = self._snapshot()
+                    self._sections.append((label, t0, s0, t1, s1))
+                    self._note_zero_gpu(s0, s1, t1 - t0, f"section {label!r}")
+                except Exception as exc:
+                    self.notes.append(f"section {label!r} failed: {exc}")
+
+    def _mirrors(self, end: _Snap) -> frozenset[int]:
+        """RAPL package zones that mirror another over the window (kept out of every sum, noted)."""
+        zones = {r.device: r for r in self.readers if isinstance(r, er.RaplDomain) and r.kind == "cpu"}
+        if len(zones) < 2:
+            return frozenset()
+        deltas = {d: 1e6 * (end[id(r)] - self._base.get(id(r), 0.0)) for d, r in zones.items()}
+        mirrors = er.mirrored_zones(deltas)
+        for mirror, kept in mirrors.items():
+            self.notes.append(
+                f"RAPL zone {mirror} advanced by the same energy as {kept} ({deltas[kept] / 1e6:.6g} J, within "
+                f"{er.RAPL_MIRROR_TOLERANCE_UJ:g} µJ): one counter mirrored per die; counted once"
+            )
+        return frozenset(id(zones[m]) for m in mirrors)
+
+    def _components(self, end: _Snap, skip: frozenset[int]) -> list[ComponentEnergy]:
+        comps = []
+        for r in self.readers:
+            if id(r) in skip:
+                continue
+            joules = end[id(r)] - self._base.get(id(r), 0.0)
+            low, high = (joules * r.low_factor, joules * r.high_factor) if r.estimated else (math.nan, math.nan)
+            comps.append(ComponentEnergy(r.kind, r.device, joules, r.method, r.scope, low, high))
+        return comps
+
+    def _wall(self, wall_s: float, others_j: float) -> ComponentEnergy | None:
+        if self.wall_meter is None:
+            return None
+        joules, note = wall_energy(self.wall_meter, self._unix0, self._unix0 + wall_s)
+        if joules is None:
+            self.notes.append(str(note))
+            return None
+        if others_j > 0:
+            self.notes.append(
+                f"wall meter: {joules:.4g} J over the window = {joules / others_j:.3g} x the sum of the other "
+                "components (power supply losses, fans, board and every other process are in the wall figure)"
+            )
+        return ComponentEnergy("wall", f"wall meter {self.wall_meter}", joules, er.METHOD_WALL, er.SCOPE_DEVICE)
 
     def stop(self, exit_code: int | None = None, command: str = "") -> EnergyRecord:
         """Stop, release NVML and return the :class:`EnergyRecord` (idempotent)."""
@@ -255,8 +379,25 @@ class EnergyMeter:
         if self._nvml is not None:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-        comps = [ComponentEnergy(r.kind, r.device, snap[id(r)], r.method) for r in self.readers]
-        est = next((r for r in self.readers if isinstance(r, er.CpuUtilisationEstimate)), None)
+        try:
+            self._note_zero_gpu(self._base, snap, wall, "the block")
+            skip = self._mirrors(snap)
+            comps = self._components(snap, skip)
+        except Exception as exc:  # never lose the record to bookkeeping
+            self.notes.append(f"record assembly failed ({type(exc).__name__}: {exc})")
+            skip, comps = frozenset(), []
+        scopes = sorted({c.scope for c in comps})
+        if len(scopes) > 1:
+            parts = "; ".join(f"{s}: {', '.join(sorted({c.kind for c in comps if c.scope == s}))}" for s in scopes)
+            self.notes.append(
+                f"the total adds energies of different scopes ({parts}): device-scope counters include idle "
+                "power and other processes, the process-tree estimate only this command's share"
+            )
+        wall_comp = self._wall(wall, sum(c.joules for c in comps))
+        if wall_comp is not None:
+            comps.append(wall_comp)
+        est = self._estimate()
+        cpu_s = (est.cpu_seconds - self._cpu_s_base) if est else math.nan
         cpu_dev = next((r.device for r in self.readers if r.kind == "cpu"), er.cpu_brand() if self.cpu else "")
         self.record = EnergyRecord(
             label=self.label,
@@ -266,20 +407,24 @@ class EnergyMeter:
             cpu_device=cpu_dev,
             cpu_tdp_w=est.tdp.tdp_w if est else float("nan"),
             cpu_tdp_match=est.tdp.match if est else "",
-            cpu_utilisation=est.utilisation(wall) if est else float("nan"),
+            cpu_utilisation=est.utilisation(wall, cpu_s) if est else float("nan"),
             pue=float(self.pue.value),
             pue_name=str(self.pue.name),
             pue_source=str(self.pue.source),
             intensity_code=str(self.intensity.code),
             intensity_g_per_kwh=float(self.intensity.g_per_kwh),
             intensity_source=str(self.intensity.source),
-            sections=list(self._sections),
-            marks=[Interval(lab, 0.0, t, self._by_kind({}, s)) for lab, t, s in self._marks],
+            sections=[Interval(lab, t0, t1, self._by_kind(s0, s1, skip)) for lab, t0, s0, t1, s1 in self._sections],
+            marks=[Interval(lab, 0.0, t, self._by_kind(self._base, s, skip)) for lab, t, s in self._marks],
             notes=list(self.notes),
             hostname=socket.gethostname(),
             git_commit=git_commit(),
             command=command,
             exit_code=exit_code,
+            cpu_w_per_thread=est.w_per_cpu if est else math.nan,
+            cpu_threads=est.thread_power.threads if est and est.thread_power else None,
+            idle_baseline_s=self.idle_baseline_s if self.idle_baseline_s else math.nan,
+            idle_w=self._idle_w,
         )
         return self.record
 

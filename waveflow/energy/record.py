@@ -26,7 +26,14 @@ DEFAULT_LOG = RESULTS / "energy_log.csv"
 J_PER_KWH = 3.6e6
 J_PER_WH = 3.6e3
 
+#: Component kinds with a column group in the log, in order. ``wall`` is a check on the others (a
+#: wall meter measures the same energy from the socket), never added to the total.
+KINDS = ("gpu", "cpu", "dram")
+WALL = "wall"
+
 #: Columns of the energy log, in order; one row per measured block. Joules are without PUE.
+#: ``<kind>_j`` is the reported (middle) figure; ``<kind>_j_low``/``_high`` bound it when the
+#: component is estimated and are empty for a measurement; ``<kind>_scope`` says what it covers.
 RECORD_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "label",
@@ -36,17 +43,38 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "exit_code",
     "wall_s",
     "gpu_j",
+    "gpu_j_low",
+    "gpu_j_high",
     "gpu_method",
+    "gpu_scope",
     "gpu_devices",
     "cpu_j",
+    "cpu_j_low",
+    "cpu_j_high",
     "cpu_method",
+    "cpu_scope",
     "cpu_device",
     "cpu_tdp_w",
     "cpu_tdp_match",
+    "cpu_w_per_thread",
+    "cpu_threads",
     "cpu_utilisation",
     "dram_j",
+    "dram_j_low",
+    "dram_j_high",
     "dram_method",
+    "dram_scope",
     "energy_j",
+    "energy_j_low",
+    "energy_j_high",
+    "wall_j",
+    "wall_method",
+    "wall_scope",
+    "wall_device",
+    "wall_ratio",
+    "idle_baseline_s",
+    "idle_w",
+    "dynamic_j",
     "pue",
     "pue_name",
     "energy_j_pue",
@@ -66,11 +94,17 @@ _TEXT_COLUMNS = frozenset(
         "git_commit",
         "command",
         "gpu_method",
+        "gpu_scope",
         "gpu_devices",
         "cpu_method",
+        "cpu_scope",
         "cpu_device",
         "cpu_tdp_match",
         "dram_method",
+        "dram_scope",
+        "wall_method",
+        "wall_scope",
+        "wall_device",
         "pue_name",
         "intensity_code",
         "intensity_source",
@@ -82,12 +116,40 @@ _TEXT_COLUMNS = frozenset(
 
 @dataclass
 class ComponentEnergy:
-    """Energy of one device over the block: ``kind`` is gpu/cpu/dram, ``method`` a METHOD_* label."""
+    """Energy of one device over the block.
+
+    Args:
+        kind: gpu/cpu/dram, or wall for a wall-meter check.
+        device: what was measured.
+        joules: the reported figure (the middle of the interval for an estimate).
+        method: a ``measured:``/``estimated:`` label.
+        scope: ``device`` (everything on the device, idle and other processes included) or
+            ``process-tree`` (only the measured processes' share); default: from the method.
+        low, high: bounds of an estimate (NaN for a measurement: no interval is modelled).
+    """
 
     kind: str
     device: str
     joules: float
     method: str
+    scope: str = ""
+    low: float = math.nan
+    high: float = math.nan
+
+    def __post_init__(self) -> None:
+        if not self.scope:  # built without one: an estimate covers its process tree, a measurement its device
+            self.scope = "process-tree" if self.estimated else "device"
+
+    @property
+    def estimated(self) -> bool:
+        return self.method.startswith("estimated:")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)``; a measurement's bounds are its value."""
+        if self.estimated and not (math.isnan(self.low) or math.isnan(self.high)):
+            return self.low, self.high
+        return self.joules, self.joules
 
 
 @dataclass
@@ -129,18 +191,49 @@ class EnergyRecord:
     git_commit: str = ""
     command: str = ""
     exit_code: int | None = None
+    cpu_w_per_thread: float = math.nan  # W per busy logical CPU used by the estimate's middle figure
+    cpu_threads: int | None = None  # hardware threads per package behind it, when known
+    idle_baseline_s: float = math.nan  # seconds of idle measured before the block (NaN: not asked for)
+    idle_w: float = math.nan  # mean power over that idle span, all components but the wall meter
+
+    def _parts(self, kind: str | None) -> list[ComponentEnergy]:
+        if kind is None:
+            return [c for c in self.components if c.kind != WALL]
+        return [c for c in self.components if c.kind == kind]
 
     def joules(self, kind: str | None = None) -> float:
-        """Joules without PUE, of one kind (gpu/cpu/dram) or all."""
-        return sum(c.joules for c in self.components if kind is None or c.kind == kind)
+        """Joules without PUE, of one kind (gpu/cpu/dram/wall) or of all but the wall meter."""
+        return sum(c.joules for c in self._parts(kind))
+
+    def joules_bounds(self, kind: str | None = None) -> tuple[float, float]:
+        """``(low, high)`` joules of one kind or of the total; measured parts count at their value."""
+        parts = self._parts(kind)
+        return sum(c.bounds[0] for c in parts), sum(c.bounds[1] for c in parts)
 
     def method(self, kind: str) -> str:
         """The method label(s) of a kind, '' when it was not measured."""
         return ",".join(sorted({c.method for c in self.components if c.kind == kind}))
 
+    def scope(self, kind: str | None = None) -> str:
+        """The scope(s) of a kind or of the total, '' when nothing was measured."""
+        return ",".join(sorted({c.scope for c in self._parts(kind)}))
+
+    @property
+    def estimated(self) -> bool:
+        """True when some part of the total is an estimate (the total then has a real interval)."""
+        return any(c.estimated for c in self._parts(None))
+
     @property
     def energy_j(self) -> float:
         return self.joules()
+
+    @property
+    def energy_j_low(self) -> float:
+        return self.joules_bounds()[0]
+
+    @property
+    def energy_j_high(self) -> float:
+        return self.joules_bounds()[1]
 
     @property
     def energy_j_pue(self) -> float:
@@ -155,9 +248,24 @@ class EnergyRecord:
         """Grams CO2e: energy with PUE (kWh) x grid intensity (g/kWh)."""
         return self.energy_kwh_pue * self.intensity_g_per_kwh
 
+    @property
+    def wall_j(self) -> float:
+        """The wall meter's joules over the window (NaN without a wall-meter figure)."""
+        return self.joules(WALL) if self._parts(WALL) else math.nan
+
+    @property
+    def wall_ratio(self) -> float:
+        """Wall-meter joules / the sum of the other components (NaN without both)."""
+        return self.wall_j / self.energy_j if self.energy_j > 0 else math.nan
+
+    @property
+    def dynamic_j(self) -> float:
+        """Total minus the idle power measured before the block x the block's duration (NaN without a baseline)."""
+        return self.energy_j - self.idle_w * self.wall_s
+
     def methods_label(self) -> str:
-        """``"measured:rapl + estimated:tdp×utilisation"``-style summary of how the record was obtained."""
-        methods = sorted({c.method for c in self.components if not math.isnan(c.joules)})
+        """``"measured:rapl + estimated:tdp×utilisation"``-style summary of how the total was obtained."""
+        methods = sorted({c.method for c in self._parts(None) if not math.isnan(c.joules)})
         return " + ".join(methods) if methods else "none"
 
     def hardware_label(self) -> str:
@@ -169,13 +277,21 @@ class EnergyRecord:
     def _devices(self, kind: str) -> str:
         return "; ".join(c.device for c in self.components if c.kind == kind)
 
-    def _kind_j(self, kind: str) -> float | str:
-        # An unmeasured kind is left empty, not 0 J, so "no GPU" never reads as "a GPU that used nothing".
-        return self.joules(kind) if self.method(kind) else ""
+    def _kind_columns(self, kind: str) -> dict[str, Any]:
+        # An unmeasured kind is left empty, not 0 J, so "no GPU" never reads as "a GPU that used nothing";
+        # a measured kind has no modelled interval, so its bounds are empty too.
+        if not self.method(kind):
+            return {f"{kind}_j": "", f"{kind}_j_low": "", f"{kind}_j_high": ""}
+        estimated = any(c.estimated for c in self._parts(kind))
+        low, high = self.joules_bounds(kind)
+        return {
+            f"{kind}_j": self.joules(kind),
+            f"{kind}_j_low": low if estimated else "",
+            f"{kind}_j_high": high if estimated else "",
+        }
 
     def row(self) -> dict[str, Any]:
         """The record as one row of :data:`RECORD_COLUMNS`."""
-        devices, kind_j = self._devices, self._kind_j
         sections = [
             {
                 "label": s.label,
@@ -185,6 +301,7 @@ class EnergyRecord:
             }
             for s in self.sections
         ]
+        nan_empty = _nan_empty
         row = {
             "timestamp": self.timestamp,
             "label": self.label,
@@ -193,18 +310,33 @@ class EnergyRecord:
             "command": self.command,
             "exit_code": "" if self.exit_code is None else self.exit_code,
             "wall_s": self.wall_s,
-            "gpu_j": kind_j("gpu"),
+            **self._kind_columns("gpu"),
             "gpu_method": self.method("gpu"),
-            "gpu_devices": devices("gpu"),
-            "cpu_j": kind_j("cpu"),
+            "gpu_scope": self.scope("gpu"),
+            "gpu_devices": self._devices("gpu"),
+            **self._kind_columns("cpu"),
             "cpu_method": self.method("cpu"),
+            "cpu_scope": self.scope("cpu"),
             "cpu_device": self.cpu_device,
             "cpu_tdp_w": self.cpu_tdp_w,
             "cpu_tdp_match": self.cpu_tdp_match,
+            "cpu_w_per_thread": nan_empty(self.cpu_w_per_thread),
+            "cpu_threads": "" if self.cpu_threads is None else self.cpu_threads,
             "cpu_utilisation": self.cpu_utilisation,
-            "dram_j": kind_j("dram"),
+            **self._kind_columns("dram"),
             "dram_method": self.method("dram"),
+            "dram_scope": self.scope("dram"),
             "energy_j": self.energy_j,
+            "energy_j_low": self.energy_j_low,
+            "energy_j_high": self.energy_j_high,
+            "wall_j": nan_empty(self.wall_j),
+            "wall_method": self.method(WALL),
+            "wall_scope": self.scope(WALL),
+            "wall_device": self._devices(WALL),
+            "wall_ratio": nan_empty(self.wall_ratio),
+            "idle_baseline_s": nan_empty(self.idle_baseline_s),
+            "idle_w": nan_empty(self.idle_w),
+            "dynamic_j": nan_empty(self.dynamic_j),
             "pue": self.pue,
             "pue_name": self.pue_name,
             "energy_j_pue": self.energy_j_pue,
@@ -221,28 +353,54 @@ class EnergyRecord:
         return row
 
 
+def _nan_empty(value: float) -> float | str:
+    return "" if isinstance(value, float) and math.isnan(value) else value
+
+
+def _j(value: float) -> str:
+    """Joules for the summary: three significant figures below 100 J, one decimal above."""
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+
+
 def summary(record: EnergyRecord) -> str:
-    """One screen of text: wall time, energy per component and method, totals, CO2."""
+    """One screen of text: wall time, energy per component with interval, method and scope, totals, CO2.
+
+    A component line reads ``cpu  12.3 J  [4.1, 61.0]  estimated:…  process-tree  <device>``; a
+    measurement has no interval.
+    """
     lines = [f"energy of {record.label or 'block'}: wall {record.wall_s:.2f} s"]
     for c in record.components:
-        lines.append(f"  {c.kind:<5}{c.joules:>12.1f} J  {c.method:<27} {c.device}")
+        interval = f"[{_j(c.low)}, {_j(c.high)}]" if c.estimated and not math.isnan(c.low) else ""
+        lines.append(f"  {c.kind:<5}{_j(c.joules):>9} J  {interval:<18}{c.method:<39}{c.scope:<14}{c.device}")
     if not record.components:
         lines.append("  (no component could be measured)")
     if not math.isnan(record.cpu_tdp_w):
+        per = ""
+        if not math.isnan(record.cpu_w_per_thread):
+            threads = f" of {record.cpu_threads}" if record.cpu_threads else ""
+            per = f", {record.cpu_w_per_thread:.3g} W per busy hardware thread{threads}"
         lines.append(
-            f"  CPU TDP {record.cpu_tdp_w:g} W ({record.cpu_tdp_match}), utilisation {record.cpu_utilisation:.1%}"
+            f"  CPU TDP {record.cpu_tdp_w:g} W ({record.cpu_tdp_match}){per}, utilisation {record.cpu_utilisation:.1%}"
         )
     kwh = record.energy_j / J_PER_KWH
+    interval = f" [{_j(record.energy_j_low)}, {_j(record.energy_j_high)}]" if record.estimated else ""
     lines.append(
-        f"  total {record.energy_j:.1f} J = {kwh:.3e} kWh; x PUE {record.pue:g} ({record.pue_name}) "
-        f"= {record.energy_j_pue:.1f} J = {record.energy_kwh_pue:.3e} kWh"
+        f"  total {_j(record.energy_j)} J{interval} ({record.scope() or 'nothing'}) = {kwh:.3e} kWh; "
+        f"x PUE {record.pue:g} ({record.pue_name}) = {_j(record.energy_j_pue)} J = {record.energy_kwh_pue:.3e} kWh"
     )
+    if not math.isnan(record.wall_j):
+        lines.append(f"  wall meter / total = {record.wall_ratio:.3g}")
+    if not math.isnan(record.idle_w):
+        lines.append(
+            f"  dynamic {_j(record.dynamic_j)} J = total - idle {record.idle_w:.3g} W x {record.wall_s:.2f} s "
+            f"(idle measured over {record.idle_baseline_s:g} s before the block)"
+        )
     lines.append(
         f"  CO2e {record.co2e_g:.3g} g at {record.intensity_g_per_kwh:g} g/kWh "
         f"({record.intensity_code}: {record.intensity_source})"
     )
     for s in record.sections[:10]:
-        lines.append(f"  section {s.label!r}: {s.end_s - s.start_s:.2f} s, {s.total_j:.1f} J")
+        lines.append(f"  section {s.label!r}: {s.end_s - s.start_s:.2f} s, {_j(s.total_j)} J")
     if len(record.sections) > 10:
         lines.append(f"  ... {len(record.sections) - 10} more sections")
     lines += [f"  note: {n}" for n in record.notes]
@@ -285,7 +443,9 @@ def append_record(record: EnergyRecord, path: str | Path | None = None) -> Path:
     """Append one row to the CSV log (header written once, when the file is new or empty).
 
     Appends are locked (``fcntl.flock``) so parallel runs never interleave rows. A file whose
-    header differs from :data:`RECORD_COLUMNS` raises ``ValueError`` instead of being mixed.
+    header differs from :data:`RECORD_COLUMNS` (a log written by an older version, or another CSV)
+    raises ``ValueError`` with a one-line message saying how to start a new log; nothing is written
+    to it, so old rows are never mixed with rows of another layout or overwritten.
     """
     path = Path(path) if path is not None else DEFAULT_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,13 +454,27 @@ def append_record(record: EnergyRecord, path: str | Path | None = None) -> Path:
             f.seek(0)
             header = f.readline().rstrip("\r\n")
             if header and header != ",".join(RECORD_COLUMNS):
-                raise ValueError(f"append_record: {path} has columns {header!r}; expected {','.join(RECORD_COLUMNS)!r}")
+                raise ValueError(_refusal(path, header))
             f.seek(0, 2)
             writer = csv.DictWriter(f, fieldnames=RECORD_COLUMNS)
             if not header:
                 writer.writeheader()
             writer.writerow(record.row())
     return path
+
+
+def _refusal(path: Path, header: str) -> str:
+    """One line: why ``path`` is refused and how to start a new log without losing it."""
+    theirs = header.split(",")
+    if theirs[:2] == list(RECORD_COLUMNS[:2]):
+        n_new = len(RECORD_COLUMNS)
+        what = f"an energy log with an older column layout ({len(theirs)} columns, this version writes {n_new})"
+    else:
+        what = f"not an energy log of this version (header starts {','.join(theirs[:3])!r})"
+    return (
+        f"append_record: {path} is {what}; nothing was written to it. Start a new log: move it aside "
+        f"(mv {path} {path}.old) or pass another path (log=... / --log PATH)"
+    )
 
 
 @contextlib.contextmanager

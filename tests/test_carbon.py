@@ -81,3 +81,8 @@ def test_co2e_table_is_tidy():
     assert len(t) == 8 and set(t.columns) >= {"model", "intensity", "pue", "kg_co2e"}
     row = t[(t.model == "b") & (t.intensity == "WORLD") & (t.pue == 1.5)].iloc[0]
     assert row.kg_co2e == pytest.approx(2 * 1.5 * 445 / 1000)
+
+
+def test_uptime_2024_preset_has_its_source():
+    p = resolve_pue("uptime-2024")
+    assert p.value == 1.56 and "Uptime Institute" in p.source and "2024" in p.source

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,8 @@ def _intro(nb: nbformat.NotebookNode) -> tuple[str, str]:
                         break
                     continue
                 paragraph.append(line.strip())
-            return lines[0][2:].strip(), " ".join(paragraph).replace("**", "")
+            # Markdown emphasis and code marks would show as raw characters in the page's plain text.
+            return lines[0][2:].strip(), re.sub(r"[*`]", "", " ".join(paragraph))
     return "", ""
 
 

@@ -8,6 +8,7 @@ grid intensities and PUE in :mod:`~waveflow.energy.carbon`, GPU TDPs and Table 1
 """
 
 from .carbontracking import CarbontrackerResult, CarbontrackerSession
+from .merge import MergedEnergy, RankEnergy, merge_records  # noqa: F401  (public; see merge.py)
 from .meter import EnergyMeter
 from .readers import EnergyReader
 from .record import (

@@ -1,4 +1,5 @@
-"""FLOP counting: thop with WaveFlow rules agrees with aten and with the closed form."""
+"""FLOP counting: FlopCounterMode (primary, forward + backward of a training step) against thop with the
+WaveFlow rules and against the closed form."""
 
 from __future__ import annotations
 
@@ -33,7 +34,21 @@ def test_thop_count_matches_aten_and_closed_form(name, direction):
     assert c.relative_difference <= 0.02
     expected = closed_form_macs(cfg.n_height, cfg.res_channels) * SAMPLE_RATE / COUNT_SAMPLES
     assert c.macs_per_audio_second == pytest.approx(expected, rel=1e-9)
-    assert c.flops_per_audio_second == 2 * c.macs_per_audio_second
+    assert c.thop_flops_per_audio_second == 2 * c.macs_per_audio_second
+    assert c.flops_per_audio_second == c.forward_flops_per_audio_second  # no backward outside training
+    assert c.flops_per_audio_second == pytest.approx(2 * expected, rel=0.02)  # the primary count
+
+
+def test_training_step_is_counted_forward_and_backward():
+    """A step's backward is counted, not assumed: two gradient convolutions per forward one, except the
+    input gradient of the very first layer (the audio needs none)."""
+    cfg = PAPER_CONFIGS["WF2"]
+    train = count(cfg, "training", "WF2")
+    density = count(cfg, "density", "WF2")
+    assert train.forward_flops_per_audio_second == pytest.approx(density.flops_per_audio_second, rel=1e-9)
+    assert 1.99 < train.backward_to_forward < 2.0
+    assert train.relative_difference <= 0.02  # thop cross-checks the forward part
+    assert train.flops_per_audio_second == pytest.approx(3 * density.flops_per_audio_second, rel=0.01)
 
 
 def test_weight_normed_convs_are_not_silently_skipped():
@@ -50,6 +65,18 @@ def test_bad_direction_is_rejected():
 def test_cli_csv_columns(capsys):
     assert main(["flops", "--format", "csv", "--config", "WF1", "--direction", "density"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "config,direction,macs_per_audio_second,flops_per_audio_second"
-    cfg, direction, macs, flops = lines[1].split(",")
-    assert (cfg, direction) == ("WF1", "density") and int(flops) == pytest.approx(2 * int(macs), abs=2)
+    assert lines[0] == (
+        "config,direction,flops_per_audio_second,forward_flops_per_audio_second,"
+        "thop_flops_per_audio_second,macs_per_audio_second"
+    )
+    cfg, direction, flops, forward, thop_flops, macs = lines[1].split(",")
+    assert (cfg, direction) == ("WF1", "density") and int(thop_flops) == pytest.approx(2 * int(macs), abs=2)
+    assert int(flops) == int(forward)
+
+
+def test_cli_training_direction_prints_the_step(capsys):
+    assert main(["flops", "--config", "WF1", "--direction", "training"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("WF1"))
+    assert row.split()[1] == "training" and 1.99 < float(row.split()[4]) <= 2.0  # bwd/fwd column
+    assert "forward + backward" in out

@@ -1,26 +1,33 @@
-"""Compute per second of audio: multiply-accumulates (MACs) and FLOPs of each configuration.
+"""Compute per second of audio: FLOPs of synthesis, of the density pass, and of a training step.
 
-Counted with ``thop`` (PyTorch-OpCounter, the tool the paper names) plus custom rules for the
-WaveFlow modules thop does not know: weight-normalised convolutions are dynamically created
-``Parametrized*`` classes that thop would silently count as zero, and thop's rule for transposed
-convolutions counts *output* positions (16x too many for the mel upsampler) where the work is
-``input positions x out_channels x kernel``. The count is cross-checked against PyTorch's
-aten-level ``torch.utils.flop_counter.FlopCounterMode``; both count convolutions and matrix
-products only (elementwise gates, exp and adds are a few percent more and are not included).
+The primary count is PyTorch's aten-level ``torch.utils.flop_counter.FlopCounterMode``, run on the
+``meta`` device (shapes only, no memory, no arithmetic). It sees every convolution and matrix
+product that runs, including the ``convolution_backward`` kernels of a training step, so a step's
+FLOPs are **counted** (forward + backward), not assumed to be "backward = 2 x forward".
 
-Conventions: FLOPs = 2 x MACs. Counting runs on the ``meta`` device (shapes only, no arithmetic),
-on ``COUNT_SAMPLES = 256 * 86`` samples (a multiple of every supported h and of the hop), and is
-scaled to one second at 22,050 Hz; the only per-frame term, the mel upsampler, is < 0.2 % of the
-total, so the scaling error is far below the 2 % agreement we test.
+``thop`` (PyTorch-OpCounter, the tool the paper names) is kept as a cross-check column on the
+forward pass, with custom rules for the WaveFlow modules it does not know: weight-normalised
+convolutions are dynamically created ``Parametrized*`` classes that thop would silently count as
+zero, and thop's rule for transposed convolutions counts *output* positions (16x too many for the
+mel upsampler) where the work is ``input positions x out_channels x kernel``. The two agree within
+2 % (tested). Both count convolutions and matrix products only (elementwise gates, exp and adds are
+a few percent more and are not included; nor is the optimiser's elementwise update).
 
-Directions: ``density`` is one parallel pass of the flow (the forward half of a training step;
-a backward pass costs about twice that again); ``synthesis`` is the cached row-by-row inverse of
-:mod:`waveflow.synthesis`, which does the same convolution work spread over h - 1 row steps.
+Conventions: FLOPs = 2 x MACs. Counting runs on ``COUNT_SAMPLES = 256 * 86`` samples (a multiple of
+every supported h and of the hop) and is scaled to one second at 22,050 Hz; the only per-frame
+term, the mel upsampler, is < 0.2 % of the total, so the scaling error is far below the 2 %
+agreement we test.
+
+Directions: ``density`` is one parallel pass of the flow (the forward half of a training step);
+``training`` is a whole step's forward and backward (the loss ``-log_likelihood`` and its gradient
+with respect to every parameter); ``synthesis`` is the cached row-by-row inverse of
+:mod:`waveflow.model.synthesis`, which does the density pass's convolution work over h - 1 row steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -36,7 +43,7 @@ from .audio import HOP_LENGTH, SAMPLE_RATE
 from .model import PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config
 
 COUNT_SAMPLES = HOP_LENGTH * 86  # 22,016 samples, about one second
-DIRECTIONS = ("density", "synthesis")
+DIRECTIONS = ("density", "synthesis", "training")
 
 
 def count_conv_transpose(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -70,51 +77,108 @@ def aten_flops(module: nn.Module, inputs: tuple) -> float:
     return float(counter.get_total_flops())
 
 
+def aten_training_flops(model: WaveFlow, audio: torch.Tensor, mel: torch.Tensor) -> tuple[float, float]:
+    """``(forward, forward + backward)`` FLOPs of one training step, counted by FlopCounterMode.
+
+    The step is the loss ``-model.log_likelihood(audio, mel)`` and its ``backward()`` into every
+    parameter, as :func:`waveflow.train.train` runs it; the input audio needs no gradient, so the
+    first layer's input-gradient is (correctly) not counted.
+    """
+    with FlopCounterMode(display=False) as counter:
+        loss = -model.log_likelihood(audio, mel)
+        forward = float(counter.get_total_flops())
+        loss.backward()
+    return forward, float(counter.get_total_flops())
+
+
 @dataclass(frozen=True)
 class FlopCount:
-    """Compute of one configuration in one direction, per second of 22.05 kHz audio."""
+    """Compute of one configuration in one direction, per second of 22.05 kHz audio.
+
+    Args:
+        config, direction: what was counted.
+        flops_per_audio_second: FlopCounterMode's count of the whole direction (the primary count;
+            forward + backward for ``training``).
+        forward_flops_per_audio_second: FlopCounterMode's count of the forward pass alone (equal to
+            the above except for ``training``).
+        macs_per_audio_second: thop's multiply-accumulates of the forward pass (the paper-named
+            cross-check).
+    """
 
     config: str
     direction: str
-    macs_per_audio_second: float
     flops_per_audio_second: float
-    aten_flops_per_audio_second: float
+    forward_flops_per_audio_second: float
+    macs_per_audio_second: float
+
+    @property
+    def thop_flops_per_audio_second(self) -> float:
+        """thop's forward FLOPs (2 x MACs)."""
+        return 2 * self.macs_per_audio_second
 
     @property
     def relative_difference(self) -> float:
-        """|thop - aten| / aten, the cross-check (tested <= 2 %)."""
-        return abs(self.flops_per_audio_second - self.aten_flops_per_audio_second) / self.aten_flops_per_audio_second
+        """|thop - FlopCounterMode| / FlopCounterMode on the forward pass, the cross-check (tested <= 2 %)."""
+        fwd = self.forward_flops_per_audio_second
+        return abs(self.thop_flops_per_audio_second - fwd) / fwd
+
+    @property
+    def backward_to_forward(self) -> float:
+        """Counted backward FLOPs / forward FLOPs (0 outside ``training``)."""
+        fwd = self.forward_flops_per_audio_second
+        return (self.flops_per_audio_second - fwd) / fwd
 
 
 def count(config: WaveFlowConfig, direction: str, name: str = "custom") -> FlopCount:
-    """Count MACs/FLOPs per audio second for ``config`` in ``direction`` (shapes only, no compute)."""
+    """Count FLOPs per audio second for ``config`` in ``direction`` (shapes only, no compute; cached)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"flops: direction {direction!r} unknown; expected one of {DIRECTIONS}")
     if COUNT_SAMPLES % config.n_height:
         raise ValueError(f"flops: h={config.n_height} does not divide the {COUNT_SAMPLES}-sample count window")
+    total, forward, macs = _count(config, direction)
+    return FlopCount(name, direction, total, forward, macs)
+
+
+@functools.lru_cache(maxsize=64)
+def _count(config: WaveFlowConfig, direction: str) -> tuple[float, float, float]:
+    """``(FLOPs, forward FLOPs, thop forward MACs)`` per audio second; cached because counting a
+    paper-size model takes seconds and E_gen, the batch sweep and E_train ask for the same counts."""
     with torch.device("meta"):  # build on meta: no memory, no arithmetic
-        model = WaveFlow(config).eval()
-        module = model if direction == "density" else FastSynthesizer(model)
+        model = WaveFlow(config).train(direction == "training")
+        module = FastSynthesizer(model) if direction == "synthesis" else model
     audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
     mel = torch.zeros(1, config.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")
-    inputs = (audio, mel) if direction == "density" else (mel, 1.0, audio)
-    # Outside the meta context: thop keeps its counters in CPU buffers it reads with .item().
-    macs = thop_macs(module, inputs)
-    reference = aten_flops(module, inputs)
+    inputs = (mel, 1.0, audio) if direction == "synthesis" else (audio, mel)
     scale = SAMPLE_RATE / COUNT_SAMPLES
-    return FlopCount(name, direction, macs * scale, 2 * macs * scale, reference * scale)
+    if direction == "training":
+        forward, total = aten_training_flops(model, audio, mel)
+        with torch.no_grad():  # thop's forward only; the graph is not needed
+            macs = thop_macs(model.eval(), inputs)
+    else:
+        with torch.no_grad():
+            # Outside the meta context: thop keeps its counters in CPU buffers it reads with .item().
+            macs = thop_macs(module, inputs)
+            total = forward = aten_flops(module, inputs)
+    return total * scale, forward * scale, macs * scale
 
 
 def flops_table(
     configs: dict[str, WaveFlowConfig] | None = None, directions: tuple[str, ...] = DIRECTIONS
 ) -> pd.DataFrame:
-    """One row per (config, direction) with thop MACs/FLOPs and the aten cross-check."""
+    """One row per (config, direction): FlopCounterMode FLOPs (primary), forward part, thop cross-check."""
     configs = PAPER_CONFIGS if configs is None else configs
     rows = []
     for name, cfg in configs.items():
         for direction in directions:
             c = count(cfg, direction, name)
-            rows.append({**asdict(c), "relative_difference": c.relative_difference})
+            rows.append(
+                {
+                    **asdict(c),
+                    "thop_flops_per_audio_second": c.thop_flops_per_audio_second,
+                    "relative_difference": c.relative_difference,
+                    "backward_to_forward": c.backward_to_forward,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -128,28 +192,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=DIRECTIONS,
         nargs="*",
         default=list(DIRECTIONS),
-        help="density (training direction) and/or synthesis (default: both)",
+        help="density (forward pass), training (forward + backward of a step) and/or synthesis (default: all)",
     )
 
 
+CSV_COLUMNS = (
+    "config",
+    "direction",
+    "flops_per_audio_second",
+    "forward_flops_per_audio_second",
+    "thop_flops_per_audio_second",
+    "macs_per_audio_second",
+)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print MACs and FLOPs per second of audio."""
+    """Print FLOPs per second of audio (FlopCounterMode) with thop's forward count beside them."""
     names = args.config or list(PAPER_CONFIGS)
     configs = {n.upper(): get_config(n) for n in names}
     table = flops_table(configs, tuple(args.direction))
     if args.format == "csv":
-        cols = ["config", "direction", "macs_per_audio_second", "flops_per_audio_second"]
-        print(table[cols].to_csv(index=False, float_format="%.0f"), end="")
+        print(table[list(CSV_COLUMNS)].to_csv(index=False, float_format="%.0f"), end="")
         return 0
-    print(f"{'config':<7}{'direction':<11}{'GMAC/s audio':>14}{'GFLOP/s audio':>15}{'aten GFLOP':>12}{'diff':>8}")
+    print(
+        f"{'config':<7}{'direction':<11}{'GFLOP/s audio':>15}{'forward':>10}{'bwd/fwd':>9}{'thop fwd':>10}{'diff':>8}"
+    )
     for row in table.itertuples():
+        ratio = f"{row.backward_to_forward:.3f}" if row.direction == "training" else "-"
         print(
-            f"{row.config:<7}{row.direction:<11}{row.macs_per_audio_second / 1e9:>14.2f}"
-            f"{row.flops_per_audio_second / 1e9:>15.2f}{row.aten_flops_per_audio_second / 1e9:>12.2f}"
-            f"{100 * row.relative_difference:>7.2f}%"
+            f"{row.config:<7}{row.direction:<11}{row.flops_per_audio_second / 1e9:>15.2f}"
+            f"{row.forward_flops_per_audio_second / 1e9:>10.2f}{ratio:>9}"
+            f"{row.thop_flops_per_audio_second / 1e9:>10.2f}{100 * row.relative_difference:>7.2f}%"
         )
     print(
-        "Per second of 22.05 kHz audio; convolutions and matmuls only; FLOPs = 2 x MACs (thop), "
-        "cross-checked against torch FlopCounterMode."
+        "GFLOP per second of 22.05 kHz audio counted with torch FlopCounterMode (training = forward + backward "
+        "of one step); convolutions and matmuls only; thop's forward count (2 x MACs) as the cross-check."
     )
     return 0

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from waveflow import WaveFlow, WaveFlowConfig
+from waveflow.audio import SAMPLE_RATE
 from waveflow.energy import read_records
 from waveflow.experiments import (
     PAPER_BATCH,
     PAPER_SEGMENT,
+    SWEEP_NOISE,
+    batch_sweep,
     energy_mels,
     longest_clips,
     measure_inference,
@@ -18,6 +21,7 @@ from waveflow.experiments import (
     measured_summary,
     rescale_schedule,
 )
+from waveflow.flops import count
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import read_metrics
 
@@ -50,6 +54,17 @@ def test_training_meter_covers_exactly_the_measured_steps(tmp_path):
     expected = row["j_per_audio_sample"] * 1000 * PAPER_BATCH * PAPER_SEGMENT / 3.6e6
     assert row["e_train_kwh_extrapolated"] == pytest.approx(expected)
     assert row["j_per_example"] == pytest.approx(row["energy_j_pue"] / 2)
+    # the interval is carried through the extrapolation unchanged in relative terms
+    assert row["e_train_kwh_low"] <= row["e_train_kwh_extrapolated"] <= row["e_train_kwh_high"]
+    for side in ("low", "high"):
+        scale = row[f"energy_j_pue_{side}"] / row["energy_j_pue"]
+        assert row[f"e_train_kwh_{side}"] == pytest.approx(row["e_train_kwh_extrapolated"] * scale)
+        assert row[f"j_per_example_{side}"] == pytest.approx(row["j_per_example"] * scale)
+    # energy per training GFLOP: FLOPs of forward + backward, counted, for the audio the steps processed
+    gflops = count(TINY, "training").flops_per_audio_second * 2 * 1024 / SAMPLE_RATE / 1e9
+    assert row["train_gflops"] == pytest.approx(gflops)
+    assert row["j_per_train_gflop"] == pytest.approx(row["energy_j_pue"] / gflops)
+    assert row["energy_scope"] in {"device", "process-tree", "device,process-tree"}
     assert row["params"] == WaveFlow(TINY).num_parameters()
     assert "Carbontracker" in row["ct_method"]
     logged = read_records(tmp_path / "energy.csv")
@@ -80,6 +95,18 @@ def test_inference_is_labelled_extrapolated_unless_100_s(tiny_model, tmp_path):
     assert row["e_gen_label"].startswith("extrapolated from 0.")
     assert row["e_gen_wh"] == pytest.approx(row["energy_j_pue"] / row["audio_s"] * 100 / 3600)
     assert row["j_per_gflop"] > 0 and row["gflops_per_audio_s"] > 0
+    assert row["e_gen_wh_low"] <= row["e_gen_wh"] <= row["e_gen_wh_high"]
+    scale = row["energy_j_pue_high"] / row["energy_j_pue"]
+    assert row["e_gen_wh_high"] == pytest.approx(row["e_gen_wh"] * scale)
+    assert row["j_per_gflop_high"] == pytest.approx(row["j_per_gflop"] * scale)
+
+
+def test_batch_sweep_marks_sizes_within_the_noise_margin(tiny_model, tmp_path):
+    mel = energy_mels([0.1 * torch.randn(3000)], n_clips=1, seconds=0.05)[0]
+    table = batch_sweep("tiny", tiny_model, mel, 2, [1, 2], device="cpu", log=False)
+    best = table.j_per_audio_s.min()
+    assert table.optimal.sum() >= 1 and table.loc[table.optimal, "within_noise"].all()
+    assert (table.within_noise == (table.j_per_audio_s <= best * (1 + SWEEP_NOISE))).all()
 
 
 def test_rescale_schedule_and_summary():
@@ -88,8 +115,17 @@ def test_rescale_schedule_and_summary():
     assert out.e_train_kwh.tolist() == pytest.approx([483.6, 644.8]) and t2.e_train_kwh[0] == 725.4
     with pytest.raises(ValueError, match="'WF9' not in column"):
         rescale_schedule(t2, "WF9", 1, 2)
-    training = pd.DataFrame({"config": ["A"], "params": [1], "e_train_kwh_extrapolated": [2.0], "e_train_label": ["x"]})
-    inference = pd.DataFrame({"config": ["A"], "e_gen_wh": [3.0], "e_gen_label": ["y"]})
+    training = pd.DataFrame(
+        {
+            "config": ["A"],
+            "params": [1],
+            "e_train_kwh_extrapolated": [2.0],
+            "e_train_kwh_low": [0.5],
+            "e_train_kwh_high": [9.0],
+            "e_train_label": ["x"],
+        }
+    )
+    inference = pd.DataFrame({"config": ["A"], "e_gen_wh": [3.0], "e_gen_label": ["y"]})  # an older table
     quality = pd.DataFrame({"config": ["A"], "nll_nats": [0.1], "nll_bits": [0.14], "pred_mos": [3.0]})
     s = measured_summary(training, inference, quality)
     assert s.iloc[0].to_dict() == {
@@ -99,8 +135,12 @@ def test_rescale_schedule_and_summary():
         "nll_bits": 0.14,
         "pred_mos": 3.0,
         "e_train_kwh": 2.0,
+        "e_train_kwh_low": 0.5,
+        "e_train_kwh_high": 9.0,
         "e_train_kwh_kind": "x",
         "e_gen_wh": 3.0,
+        "e_gen_wh_low": 3.0,  # no bounds in the table: the value itself
+        "e_gen_wh_high": 3.0,
         "e_gen_wh_kind": "y",
     }
 

@@ -178,6 +178,7 @@ def only_visible(entry: str) -> Iterator[None]:
 
     The meter meters the GPUs the variable lists; CUDA itself read it when it initialised, so the
     change affects no tensor. It is how a rank meters its own GPU and not its neighbours'.
+    ``entry`` is best the GPU's UUID: an index may be read in CUDA's or in NVML's order.
     """
     before = os.environ.get("CUDA_VISIBLE_DEVICES")
     os.environ["CUDA_VISIBLE_DEVICES"] = entry
@@ -398,6 +399,7 @@ def is_secondary(exc: BaseException) -> bool:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or "(no message)"
+    text = text.split(" This is typically caused by")[0]  # gloo's advice after the facts
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}"
@@ -439,6 +441,12 @@ class StopHandler:
         self._wakeup_previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         threading.Thread(target=self._watch, name="waveflow-stop-watchdog", daemon=True).start()
         return self
+
+    def quiet(self) -> None:
+        """From now on SIGTERM raises nothing: this rank is already reporting and about to exit."""
+        if self._pipe is not None:
+            with contextlib.suppress(Exception):
+                signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
     def _watch(self) -> None:
         assert self._pipe is not None
@@ -516,9 +524,11 @@ class RankMeter:
         self.meter: EnergyMeter | None = None
         self.reason = ""
         self._gpu_entry: str | None = None
+        self._gpu_uuid: str | None = None
         if gpu:
             index = ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()
             self._gpu_entry = visible_gpu_entry(index)
+            self._gpu_uuid = cuda_uuid(index)
         if self.measures:
             options: dict[str, Any] = dict(
                 intensity=intensity,
@@ -541,8 +551,10 @@ class RankMeter:
             self.session.start()
             self.session.epoch_start()
         if self.meter is not None:
+            # The UUID names the GPU unambiguously, whether or not the meter maps indices through CUDA's order.
+            narrow = self._gpu_uuid or self._gpu_entry
             try:
-                with only_visible(self._gpu_entry) if self._gpu_entry is not None else contextlib.nullcontext():
+                with only_visible(narrow) if narrow is not None else contextlib.nullcontext():
                     self.meter.start()
             except Exception as exc:  # the meter never raises once started; set-up is guarded too
                 self.reason = f"meter failed to start ({type(exc).__name__}: {exc})"
@@ -554,6 +566,7 @@ class RankMeter:
         record = None
         if self.meter is not None:
             record = self.meter.stop()
+            self._label_gpu(record)
         ct = None
         if self.session is not None:
             result = self.session.stop()
@@ -562,3 +575,24 @@ class RankMeter:
                 ct.update(energy_kwh=float(result.energy_kwh), method=result.method, notes=list(result.notes))
         info = self.ctx.info
         return RankEnergy(info.rank, info.local_rank, info.node, info.hostname, record, self.measures, ct, self.reason)
+
+    def _label_gpu(self, record: Any) -> None:
+        """Name the one GPU this rank metered by its entry in the job's ``CUDA_VISIBLE_DEVICES`` (and its
+        UUID), not by its position in the narrowed list the meter saw, which is 0 on every rank."""
+        gpus = [c for c in record.components if c.kind == "gpu"]
+        if len(gpus) != 1 or self._gpu_entry is None:
+            return
+        name = gpus[0].device.split(" ", 1)[1] if " " in gpus[0].device else gpus[0].device
+        uuid = f" [{self._gpu_uuid}]" if self._gpu_uuid else ""
+        gpus[0].device = f"gpu:{self._gpu_entry} {name}{uuid}"
+
+
+def cuda_uuid(index: int) -> str | None:
+    """The ``GPU-...`` UUID of CUDA device ``index`` (None without CUDA or on an old torch)."""
+    try:
+        if not torch.cuda.is_available():
+            return None
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+    except Exception:
+        return None
+    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"

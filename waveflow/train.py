@@ -766,6 +766,7 @@ def _report_failure(handler: distributed.StopHandler, exc: BaseException) -> int
     A rank other than 0 prints its own error too (one line, prefixed with its rank) when it is the
     cause rather than a casualty, so a node's own log says what went wrong there.
     """
+    handler.quiet()  # torchrun's SIGTERM must not cut the report short
     ctx = handler.ctx
     cause = not distributed.is_secondary(exc)
     if cause:

@@ -5,14 +5,21 @@ Plotting lives here and nowhere else, so the domains stay free of matplotlib: :m
 :mod:`~.pareto` and :mod:`waveflow.energy` compute the tables, and these functions draw them.
 Functions taking ``ax`` draw into a given axes; the others return a figure, and each
 ``*_figure_data`` returns the tidy numbers behind it for :func:`~waveflow.analysis.save_figure`.
-Bars of extrapolated quantities are hatched and every energy axis names how the numbers were obtained.
+
+Labelling rules, kept by every energy plot: bars of extrapolated quantities are hatched; every
+energy **axis** names how its numbers were obtained (not just a neighbouring panel); an estimated
+energy is drawn with its interval as an error bar (low and high bound from the meter, carried
+through extrapolation); and the paper's E_train is labelled a Carbontracker *prediction*, with its
+PUE, not a measurement.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
@@ -22,79 +29,150 @@ from .survey import COMPLEXITY, GROUP_COLORS, QUALITY
 
 PAPER_COLOR = "0.35"
 OURS_COLOR = "tab:blue"
+#: How the paper's numbers were obtained, for legends and the figure CSVs (fidelity review D1, D9).
+PAPER_E_TRAIN = "paper: Carbontracker prediction, 4 × TITAN V"
+PAPER_E_TRAIN_METHOD = (
+    "predicted by the authors with Carbontracker (whole training extrapolated from measured epochs; "
+    "includes Carbontracker's PUE, about 1.6, version not stated)"
+)
+PAPER_E_GEN = "paper: 1 × TITAN V"
+PAPER_E_GEN_METHOD = "reported by the authors (10 × 10 s on 1 × TITAN V; tool and PUE not stated)"
 
 
 def _method_note(frame: pd.DataFrame, column: str = "energy_method") -> str:
     return "; ".join(sorted(set(frame[column].astype(str))))
 
 
+def short_method(label: str) -> str:
+    """``"extrapolated from 2 steps (estimated:tdp×utilisation)"`` -> ``"extrapolated, estimated:tdp×utilisation"``."""
+    return re.sub(r" from [^(]*\(", ", ", label).rstrip(")")
+
+
+def _axis_label(base: str, frame: pd.DataFrame, column: str) -> str:
+    """An energy axis label that names the method(s) of the numbers on it."""
+    methods = "; ".join(sorted({short_method(str(m)) for m in frame[column]}))
+    return f"{base}\n[{methods}]"
+
+
+def _yerr(frame: pd.DataFrame, value: str, stem: str | None = None) -> np.ndarray | None:
+    """Asymmetric error bars ``[[value - low], [high - value]]`` from ``{stem}_low``/``_high``, or None
+    when the frame has no bounds or they equal the value (a measurement has no modelled interval)."""
+    stem = stem or value
+    low, high = f"{stem}_low", f"{stem}_high"
+    if low not in frame or high not in frame:
+        return None
+    v = frame[value].to_numpy(dtype=float)
+    err = np.vstack([v - frame[low].to_numpy(dtype=float), frame[high].to_numpy(dtype=float) - v])
+    return err if np.nanmax(np.abs(err)) > 0 else None
+
+
+def _pue_note(frame: pd.DataFrame) -> str:
+    pues = sorted({float(p) for p in frame["pue"]}) if "pue" in frame else []
+    return f"PUE {', '.join(f'{p:g}' for p in pues)}" if pues else "PUE not stated"
+
+
+def _bounds(row, value: str, stem: str | None = None) -> tuple[float, float]:
+    stem = stem or value
+    return getattr(row, f"{stem}_low", getattr(row, value)), getattr(row, f"{stem}_high", getattr(row, value))
+
+
 def training_figure_data(training: pd.DataFrame, table2: pd.DataFrame) -> pd.DataFrame:
-    """Tidy rows: per config, J per training example (ours) and E_train (ours extrapolated, paper's)."""
+    """Tidy rows: per config, J per training example (ours) and E_train (ours extrapolated, paper's),
+    each with its low/high bound (equal to the value where no interval is modelled) and method."""
     paper = table2.set_index("model")["e_train_kwh"]
     rows = []
     for r in training.itertuples():
+        lo, hi = _bounds(r, "j_per_example")
         rows.append(
             {
                 "config": r.config,
                 "quantity": "j_per_example",
                 "value": r.j_per_example,
+                "low": lo,
+                "high": hi,
                 "source": "this machine",
                 "method": r.energy_method,
             }
         )
+        lo, hi = _bounds(r, "e_train_kwh_extrapolated", "e_train_kwh")
         rows.append(
             {
                 "config": r.config,
                 "quantity": "e_train_kwh",
                 "value": r.e_train_kwh_extrapolated,
+                "low": lo,
+                "high": hi,
                 "source": "this machine, extrapolated",
                 "method": r.e_train_label,
             }
         )
         if r.config in paper.index:
+            value = float(paper[r.config])
             rows.append(
                 {
                     "config": r.config,
                     "quantity": "e_train_kwh",
-                    "value": float(paper[r.config]),
-                    "source": "paper (Carbontracker, 4 x TITAN V)",
-                    "method": "measured by the authors",
+                    "value": value,
+                    "low": value,
+                    "high": value,
+                    "source": PAPER_E_TRAIN,
+                    "method": PAPER_E_TRAIN_METHOD,
                 }
             )
     return pd.DataFrame(rows)
 
 
 def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Figure:
-    """Left: J per training example; right: extrapolated E_train vs the paper's (log scale)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    x = range(len(training))
+    """Left: J per training example; right: extrapolated E_train vs the paper's prediction (log scale).
+
+    Our estimated numbers carry their interval as error bars; both axes name the method.
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.2))
+    x = list(range(len(training)))
     ax1.bar(x, training.j_per_example, color=OURS_COLOR)
-    ax1.set_xticks(list(x), training.config)
-    ax1.set_ylabel("J per training example")
-    ax1.set_title(f"this machine: {_method_note(training)}", fontsize=9)
+    err = _yerr(training, "j_per_example")
+    if err is not None:
+        ax1.errorbar(x, training.j_per_example, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+        ax1.set_yscale("log")
+    ax1.set_xticks(x, training.config)
+    ax1.set_ylabel(_axis_label("J per training example", training, "energy_method"), fontsize=8)
+    ax1.set_title(f"this machine ({_pue_note(training)}); bars: interval of the estimate", fontsize=9)
     paper = table2.set_index("model")["e_train_kwh"]
     width = 0.4
+    ours_x = [i - width / 2 for i in x]
     ax2.bar(
-        [i - width / 2 for i in x],
+        ours_x,
         training.e_train_kwh_extrapolated,
         width,
         color=OURS_COLOR,
         hatch="//",
         edgecolor="white",
-        label="this machine, extrapolated to the paper's schedule",
+        label=f"this machine, extrapolated to the paper's schedule ({_pue_note(training)})",
     )
+    err = _yerr(training, "e_train_kwh_extrapolated", "e_train_kwh")
+    if err is not None:
+        ax2.errorbar(
+            ours_x,
+            training.e_train_kwh_extrapolated,
+            yerr=err,
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            lw=1,
+            label="interval of the estimate (low, high)",
+        )
     ax2.bar(
         [i + width / 2 for i in x],
         [paper.get(c, float("nan")) for c in training.config],
         width,
         color=PAPER_COLOR,
-        label="paper (Carbontracker, 4 × TITAN V)",
+        label=f"{PAPER_E_TRAIN} (Carbontracker's PUE included)",
     )
-    ax2.set_xticks(list(x), training.config)
+    ax2.set_xticks(x, training.config)
     ax2.set_yscale("log")
-    ax2.set_ylim(top=ax2.get_ylim()[1] * 10)  # room for the legend above the bars
-    ax2.set_ylabel("E_train (kWh)")
-    ax2.legend(fontsize=8, loc="upper left")
+    ax2.set_ylim(top=ax2.get_ylim()[1] * 30)  # room for the legend above the bars
+    ax2.set_ylabel(_axis_label("E_train (kWh)", training, "e_train_label") + "; paper: prediction", fontsize=8)
+    ax2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -102,111 +180,169 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
 def inference_figure_data(
     inference: pd.DataFrame, table2: pd.DataFrame, sweep: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Tidy rows: per config E_gen (ours and paper's), J per GFLOP, and the batch sweep if given."""
+    """Tidy rows: per config E_gen (ours and paper's), J per GFLOP, and the batch sweep if given; each
+    with low/high bounds and method."""
     paper = table2.set_index("model")["e_gen_wh"]
     rows = []
     for r in inference.itertuples():
+        lo, hi = _bounds(r, "e_gen_wh")
         rows.append(
             {
                 "config": r.config,
                 "quantity": "e_gen_wh",
                 "value": r.e_gen_wh,
+                "low": lo,
+                "high": hi,
                 "source": "this machine",
                 "method": r.e_gen_label,
                 "batch_size": r.batch_size,
             }
         )
+        lo, hi = _bounds(r, "j_per_gflop")
         rows.append(
             {
                 "config": r.config,
                 "quantity": "j_per_gflop",
                 "value": r.j_per_gflop,
+                "low": lo,
+                "high": hi,
                 "source": "this machine",
                 "method": r.energy_method,
                 "batch_size": r.batch_size,
             }
         )
         if r.config in paper.index:
+            value = float(paper[r.config])
             rows.append(
                 {
                     "config": r.config,
                     "quantity": "e_gen_wh",
-                    "value": float(paper[r.config]),
-                    "source": "paper (1 × TITAN V)",
-                    "method": "measured by the authors",
+                    "value": value,
+                    "low": value,
+                    "high": value,
+                    "source": PAPER_E_GEN,
+                    "method": PAPER_E_GEN_METHOD,
                     "batch_size": None,
                 }
             )
     if sweep is not None:
         for r in sweep.itertuples():
+            lo, hi = _bounds(r, "j_per_audio_s")
             rows.append(
                 {
                     "config": r.config,
                     "quantity": "sweep_j_per_audio_s",
                     "value": r.j_per_audio_s,
+                    "low": lo,
+                    "high": hi,
                     "source": "this machine",
                     "method": r.energy_method,
                     "batch_size": r.batch_size,
+                    "within_noise": getattr(r, "within_noise", None),
                 }
             )
     return pd.DataFrame(rows)
 
 
 def plot_inference_energy(
-    inference: pd.DataFrame, table2: pd.DataFrame, sweep: pd.DataFrame | None = None
+    inference: pd.DataFrame, table2: pd.DataFrame, sweep: pd.DataFrame | None = None, noise: float = 0.10
 ) -> plt.Figure:
-    """E_gen (ours vs paper, log), J per GFLOP, and energy per audio second vs synthesis batch size."""
+    """E_gen (ours vs paper, log), J per GFLOP, and energy per audio second vs synthesis batch size.
+
+    Estimated numbers carry their interval as error bars, every energy axis names its method, and the
+    sweep marks every batch size within ``noise`` (relative) of the lowest: those are not told apart.
+    """
     panels = 3 if sweep is not None else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
     ax1, ax2 = axes[0], axes[1]
     x = list(range(len(inference)))
     paper = table2.set_index("model")["e_gen_wh"]
     width = 0.4
     extrapolated = inference.e_gen_label.str.startswith("extrapolated").any()
+    ours_x = [i - width / 2 for i in x]
     ax1.bar(
-        [i - width / 2 for i in x],
+        ours_x,
         inference.e_gen_wh,
         width,
         color=OURS_COLOR,
         hatch="//" if extrapolated else None,
         edgecolor="white",
-        label="this machine" + (", extrapolated to 100 s" if extrapolated else ""),
+        label=f"this machine{', extrapolated to 100 s' if extrapolated else ''} ({_pue_note(inference)})",
     )
+    err = _yerr(inference, "e_gen_wh")
+    if err is not None:
+        ax1.errorbar(
+            ours_x,
+            inference.e_gen_wh,
+            yerr=err,
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            lw=1,
+            label="interval of the estimate (low, high)",
+        )
     ax1.bar(
         [i + width / 2 for i in x],
         [paper.get(c, float("nan")) for c in inference.config],
         width,
         color=PAPER_COLOR,
-        label="paper (1 × TITAN V)",
+        label=f"{PAPER_E_GEN} (tool and PUE not stated)",
     )
     ax1.set_xticks(x, inference.config)
     ax1.set_yscale("log")
-    ax1.set_ylim(top=ax1.get_ylim()[1] * 10)
-    ax1.set_ylabel("E_gen (Wh per 100 s of audio)")
-    ax1.legend(fontsize=8, loc="upper left")
+    ax1.set_ylim(top=ax1.get_ylim()[1] * 30)
+    ax1.set_ylabel(_axis_label("E_gen (Wh per 100 s of audio)", inference, "e_gen_label"), fontsize=8)
+    ax1.legend(fontsize=7, loc="upper left")
     ax2.bar(x, inference.j_per_gflop, color=OURS_COLOR)
+    err = _yerr(inference, "j_per_gflop")
+    if err is not None:
+        ax2.errorbar(x, inference.j_per_gflop, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+        ax2.set_yscale("log")
     ax2.set_xticks(x, inference.config)
-    ax2.set_ylabel("J per GFLOP (synthesis)")
-    ax2.set_title(_method_note(inference), fontsize=9)
+    ax2.set_ylabel(_axis_label("J per GFLOP (synthesis)", inference, "energy_method"), fontsize=8)
+    ax2.set_title(f"this machine ({_pue_note(inference)})", fontsize=9)
     if sweep is not None:
-        ax3 = axes[2]
-        ax3.plot(sweep.batch_size, sweep.j_per_audio_s, "o-", color=OURS_COLOR)
-        best = sweep[sweep.optimal].iloc[0]
-        ax3.plot(
-            [best.batch_size],
-            [best.j_per_audio_s],
-            "*",
-            color="tab:red",
-            markersize=14,
-            label=f"lowest: batch {int(best.batch_size)}",
-        )
-        ax3.set_xscale("log", base=2)
-        ax3.set_xlabel(f"synthesis batch size ({sweep.config.iloc[0]})")
-        ax3.set_ylabel("J per second of audio")
-        ax3.set_ylim(bottom=0)  # differences are read against zero, not magnified
-        ax3.legend(fontsize=8)
+        _plot_sweep(axes[2], sweep, noise)
     fig.tight_layout()
     return fig
+
+
+def _plot_sweep(ax, sweep: pd.DataFrame, noise: float) -> None:
+    """Energy per audio second against batch size, the lowest starred, the noise band shaded."""
+    ax.plot(sweep.batch_size, sweep.j_per_audio_s, "o-", color=OURS_COLOR)
+    err = _yerr(sweep, "j_per_audio_s")
+    if err is not None:
+        ax.errorbar(sweep.batch_size, sweep.j_per_audio_s, yerr=err, fmt="none", ecolor="0.5", capsize=3, lw=1)
+    best = sweep.loc[sweep.j_per_audio_s.idxmin()]
+    lowest = float(best.j_per_audio_s)
+    ax.axhspan(lowest, lowest * (1 + noise), color="tab:red", alpha=0.12, lw=0)
+    close = sorted(int(b) for b, j in zip(sweep.batch_size, sweep.j_per_audio_s) if j <= lowest * (1 + noise))
+    others = [b for b in close if b != int(best.batch_size)]
+    verdict = f"; within the {noise:.0%} noise: {', '.join(map(str, others))}" if others else ""
+    ax.plot(
+        [best.batch_size],
+        [lowest],
+        "*",
+        color="tab:red",
+        markersize=14,
+        label=f"lowest: batch {int(best.batch_size)}{verdict}",
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"synthesis batch size ({sweep.config.iloc[0]})")
+    ax.set_ylabel(_axis_label("J per second of audio", sweep, "energy_method"), fontsize=8)
+    top = float(sweep.j_per_audio_s.max()) * 1.4
+    ax.set_ylim(0, top)  # differences are read against zero, not magnified
+    if err is not None and float((sweep.j_per_audio_s + err[1]).max()) > top:
+        ax.text(
+            0.02,
+            0.97,
+            "error bars: interval of the estimate, common to every batch size (clipped)",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="top",
+            color="0.35",
+        )
+    ax.legend(fontsize=7, loc="lower right")
 
 
 # ------------------------------------------------------------------------------------------
@@ -298,14 +434,23 @@ def plot_pareto_spaces(
     margin: float = 0.1,
     axis_labels: dict[str, str] | None = None,
     ncols: int = 2,
+    intervals: dict[str, tuple[str, str]] | None = None,
+    log_energy: bool = False,
 ):
     """One panel per 2-objective space: quality (first objective) on y against energy on x, optimal
     points blue and dominated red, the front's hypervolume shaded and printed.
+
+    Args:
+        intervals: ``{objective: (low column, high column)}``; an energy objective listed here is
+            drawn with horizontal error bars (an estimate's interval). Fronts and hypervolumes are
+            computed on the reported (middle) values.
+        log_energy: log scale on the energy axis (for intervals spanning an order of magnitude or more).
 
     Returns:
         The matplotlib figure.
     """
     axis_labels = axis_labels or {}
+    intervals = intervals or {}
     nrows = -(-len(spaces) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.8 * nrows), squeeze=False)
     for ax, (space, objectives) in zip(axes.flat, spaces.items()):
@@ -315,6 +460,13 @@ def plot_pareto_spaces(
         t = pareto_table(df, [q, e], label)
         ref = reference_point(t[[e, q]].to_numpy(dtype=float), margin)
         plot_front(ax, t, x=e, y=q, label=label, hv_reference=ref)
+        if e in intervals:
+            lo, hi = intervals[e]
+            v = df[e].to_numpy(dtype=float)
+            xerr = np.vstack([v - df[lo].to_numpy(dtype=float), df[hi].to_numpy(dtype=float) - v])
+            ax.errorbar(v, df[q], xerr=xerr, fmt="none", ecolor="0.4", capsize=3, lw=1, zorder=2)
+        if log_energy:
+            ax.set_xscale("log")
         nhv = normalized_hypervolume(t[[e, q]].to_numpy(dtype=float), ref)
         ax.text(
             0.02,

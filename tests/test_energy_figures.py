@@ -1,0 +1,131 @@
+"""Energy figures: intervals drawn as error bars, every energy axis naming its method, the paper's
+E_train labelled a Carbontracker prediction, the batch sweep's noise margin."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+
+from waveflow.analysis import figures
+from waveflow.paths import DATA
+
+EST = "estimated:tdp-per-thread×utilisation"
+
+
+@pytest.fixture
+def table2():
+    return pd.read_csv(DATA / "paper" / "table2.csv")
+
+
+def training_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": ["WF1", "WF2"],
+            "j_per_example": [10.0, 12.0],
+            "j_per_example_low": [3.0, 3.6],
+            "j_per_example_high": [300.0, 360.0],
+            "e_train_kwh_extrapolated": [100.0, 120.0],
+            "e_train_kwh_low": [30.0, 36.0],
+            "e_train_kwh_high": [3000.0, 3600.0],
+            "energy_method": [EST, EST],
+            "e_train_label": [f"extrapolated from 2 steps ({EST})"] * 2,
+            "pue": [1.0, 1.0],
+        }
+    )
+
+
+def inference_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": ["WF1", "WF2"],
+            "batch_size": [2, 2],
+            "e_gen_wh": [1.0, 1.1],
+            "e_gen_wh_low": [0.3, 0.33],
+            "e_gen_wh_high": [30.0, 33.0],
+            "j_per_gflop": [0.02, 0.021],
+            "j_per_gflop_low": [0.006, 0.0063],
+            "j_per_gflop_high": [0.6, 0.63],
+            "energy_method": [EST, EST],
+            "e_gen_label": [f"extrapolated from 1.00 s ({EST})"] * 2,
+            "pue": [1.0, 1.0],
+        }
+    )
+
+
+def sweep_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": ["WF1"] * 3,
+            "batch_size": [1, 2, 4],
+            "j_per_audio_s": [100.0, 97.0, 120.0],
+            "j_per_audio_s_low": [30.0, 29.1, 36.0],
+            "j_per_audio_s_high": [3000.0, 2910.0, 3600.0],
+            "energy_method": [EST] * 3,
+            "optimal": [False, True, False],
+            "within_noise": [True, True, False],
+        }
+    )
+
+
+def errorbars(ax) -> list[ErrorbarContainer]:
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_training_figure_draws_intervals_and_names_methods(table2):
+    fig = figures.plot_training_energy(training_rows(), table2)
+    ax1, ax2 = fig.axes
+    assert errorbars(ax1) and errorbars(ax2)
+    assert EST in ax1.get_ylabel() and "extrapolated, " + EST in ax2.get_ylabel()
+    assert "prediction" in ax2.get_ylabel()
+    legend = [t.get_text() for t in ax2.get_legend().get_texts()]
+    assert any("Carbontracker prediction" in t for t in legend)
+    plt.close(fig)
+    data = figures.training_figure_data(training_rows(), table2)
+    paper = data[data.source.str.startswith("paper")]
+    assert paper.method.str.startswith("predicted by the authors with Carbontracker").all()
+    assert not data.method.str.contains("measured by the authors").any()
+    ours = data[(data.quantity == "e_train_kwh") & ~data.source.str.startswith("paper")]
+    assert ours.low.tolist() == [30.0, 36.0] and ours.high.tolist() == [3000.0, 3600.0]
+
+
+def test_inference_figure_intervals_methods_and_noise_margin(table2):
+    fig = figures.plot_inference_energy(inference_rows(), table2, sweep_rows(), noise=0.10)
+    ax1, ax2, ax3 = fig.axes
+    assert errorbars(ax1) and errorbars(ax2) and errorbars(ax3)
+    for ax in (ax1, ax2, ax3):
+        assert EST in ax.get_ylabel(), ax.get_ylabel()
+    star = [t.get_text() for t in ax3.get_legend().get_texts()]
+    assert star == ["lowest: batch 2; within the 10% noise: 1"]
+    plt.close(fig)
+    data = figures.inference_figure_data(inference_rows(), table2, sweep_rows())
+    assert (data[data.source.str.startswith("paper")].method.str.contains("tool and PUE not stated")).all()
+    sweep = data[data.quantity == "sweep_j_per_audio_s"]
+    assert sweep.within_noise.tolist() == [True, True, False] and sweep.high.tolist() == [3000.0, 2910.0, 3600.0]
+
+
+def test_measured_values_without_bounds_draw_no_error_bars(table2):
+    rows = training_rows().drop(columns=["j_per_example_low", "j_per_example_high"])
+    rows = rows.assign(e_train_kwh_low=rows.e_train_kwh_extrapolated, e_train_kwh_high=rows.e_train_kwh_extrapolated)
+    fig = figures.plot_training_energy(rows, table2)
+    assert not errorbars(fig.axes[0]) and not errorbars(fig.axes[1])
+    plt.close(fig)
+
+
+def test_pareto_panels_draw_energy_intervals():
+    df = pd.DataFrame(
+        {
+            "config": ["A", "B", "C"],
+            "q": [0.3, 0.2, 0.25],
+            "e": [1.0, 2.0, 3.0],
+            "e_low": [0.5, 1.0, 1.5],
+            "e_high": [10.0, 20.0, 30.0],
+        }
+    )
+    fig = figures.plot_pareto_spaces(
+        df, {"s": ["q", "e"]}, "config", ncols=1, intervals={"e": ("e_low", "e_high")}, log_energy=True
+    )
+    ax = fig.axes[0]
+    assert errorbars(ax) and ax.get_xscale() == "log" and ax.get_title() == "s: dominated = C"
+    plt.close(fig)

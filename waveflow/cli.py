@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
         "quality measures (NLL, mel distances, predicted MOS) of checkpoints",
     ),
     "flops": Command("waveflow.flops", "add_arguments", "run", "multiply-accumulates and FLOPs per second of audio"),
+    "zoo": Command("waveflow.zoo_energy", "add_arguments", "run", "Table 1 models: counted cost and reported schedule"),
     "energy": Command(
         "waveflow.energy.cli", "add_arguments", "run", "measure the energy of any command: energy -- CMD [ARGS...]"
     ),

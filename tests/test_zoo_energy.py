@@ -1,0 +1,260 @@
+"""Table 1 models on this machine: the `zoo` command's rows (WF2 included), metered inference and
+training steps of tiny replicas, bad inputs, and the implied-utilisation arithmetic.
+
+Full-size models are only counted on meta (WaveGAN, the cheapest to count); everything metered
+runs on tiny variants, so the whole file takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from waveflow.cli import main
+from waveflow.energy import read_records
+from waveflow.flops import count
+from waveflow.model import PAPER_CONFIGS, WaveFlow
+from waveflow.zoo import build, get_spec
+from waveflow.zoo_energy import (
+    REPLICA_NOTE,
+    ROW_COLUMNS,
+    UTILISATION_LOW,
+    UTILISATION_MAX_PLAUSIBLE,
+    _bounds,
+    findings,
+    flops_per_audio_second,
+    flops_per_step,
+    fp32_peak,
+    implied_utilisation,
+    measure_zoo_inference,
+    measure_zoo_training,
+    schedule_steps,
+    schedule_table,
+    training_cost_table,
+    verdict,
+    zoo_batch_sweep,
+    zoo_rows,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny CPU models are fastest on one thread, and do not suffer from a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def csv_rows() -> pd.DataFrame:
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["zoo", "--model", "wavegan", "--format", "csv"]) == 0
+    return pd.read_csv(io.StringIO(out.getvalue()))
+
+
+# ------------------------------------------------------------------------------------------------
+# the zoo command
+def test_cli_rows_are_the_model_then_wf2(csv_rows):
+    assert tuple(csv_rows.columns) == ROW_COLUMNS
+    assert csv_rows.model.tolist() == ["wavegan", "WF2"]
+    w = csv_rows.iloc[0]
+    assert (w.params_generator, w.params_other) == (19_065_345, 17_427_969)
+    assert (w.sample_rate, w.audio_s_per_forward) == (16_000, 1.024)
+    assert (w.examples_per_step, w.reported_steps, w.reported_hours, w.reported_gpus) == (320, 200_000, 96, 1)
+    # 2 x the reference file's 0.847 G MACs per 16,384 samples, per second of audio, within 2 %
+    spec = get_spec("wavegan")
+    reference = 2 * spec.reference_macs_per_forward / spec.audio_seconds_per_forward / 1e9
+    assert w.inference_gflop_per_audio_s == pytest.approx(reference, rel=0.02)
+    assert w.training_gflop_per_step == pytest.approx(flops_per_step(build("wavegan", device="meta")) / 1e9)
+    # a WGAN-GP step: 5 critic updates (G fwd, D on real/fake/interpolates, double backprop) + 1 G update
+    # at batch 64 is far more than 6 x 64 generator forwards
+    assert w.training_gflop_per_step > 6 * 64 * w.inference_gflop_per_audio_s * 1.024
+
+
+def test_cli_wf2_row_comes_from_flops_count(csv_rows):
+    wf2 = csv_rows.iloc[1]
+    counted = count(PAPER_CONFIGS["WF2"], "training", "WF2")
+    with torch.device("meta"):
+        params = WaveFlow(PAPER_CONFIGS["WF2"]).num_parameters()
+    assert (wf2.params_generator, wf2.params_other, wf2.sample_rate) == (params, 0, 22_050)
+    assert wf2.inference_gflop_per_audio_s == pytest.approx(counted.forward_flops_per_audio_second / 1e9)
+    assert wf2.training_gflop_per_step == pytest.approx(counted.flops_per_audio_second * 8 * 16_000 / 22_050 / 1e9)
+    assert (wf2.examples_per_step, wf2.reported_steps, wf2.reported_gpus) == (8, 3_000_000, 4)
+    assert math.isnan(wf2.reported_hours)  # the paper measured WF2's energy and published no hours
+
+
+def test_cli_table_says_what_the_models_are(csv_rows, capsys):
+    assert main(["zoo", "--model", "WaveGAN"]) == 0  # case-insensitive; the counts are cached by now
+    out = capsys.readouterr().out
+    assert "19,065,345" in out and "WF2" in out and REPLICA_NOTE in out
+
+
+def test_cli_unknown_model_is_one_line_and_exit_2(capsys):
+    assert main(["zoo", "--model", "wavenet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown zoo model 'wavenet'" in err and "flowavenet" in err
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        zoo_rows(["samplernn", "nope"])
+
+
+# ------------------------------------------------------------------------------------------------
+# measurements on tiny variants
+def test_samplernn_inference_is_timed_on_a_clip_and_labelled_extrapolated(tmp_path):
+    log = tmp_path / "energy.csv"
+    row = measure_zoo_inference("samplernn", tiny=True, clip_s=0.003, log=log)
+    assert row["clip_s"] == 48 / 16_000  # 0.003 s rounded to whole 8-sample top-tier frames
+    assert row["audio_s"] == row["clip_s"] and row["variant"].startswith("reduced")
+    assert row["j_per_audio_s_label"].startswith("extrapolated from a 0.003 s clip")
+    assert row["energy_method"] in row["j_per_audio_s_label"]
+    assert row["j_per_audio_s"] == pytest.approx(row["energy_j_pue"] / row["audio_s"])
+    assert row["j_per_audio_s_low"] <= row["j_per_audio_s"] <= row["j_per_audio_s_high"]
+    tiny_flops = flops_per_audio_second(build("samplernn", tiny=True, device="meta"))
+    assert row["gflop_per_audio_s"] == pytest.approx(tiny_flops / 1e9)
+    assert row["note"] == REPLICA_NOTE
+    assert read_records(log).label.tolist() == ["zoo inference samplernn b1"]
+
+
+def test_batch_sweep_generates_the_same_examples_and_marks_the_optimum():
+    table = zoo_batch_sweep("wavegan", [2, 1], tiny=True, log=False)
+    assert table.batch.tolist() == [1, 2] and table.calls.tolist() == [2, 1]
+    assert table.audio_s.nunique() == 1 and table.audio_s.iloc[0] == pytest.approx(2 * 16_384 / 16_000)
+    assert table.j_per_audio_s_label.str.startswith("measured over").all()
+    assert table.optimal.sum() >= 1 and (table.within_noise | ~table.optimal).all()
+    assert table.loc[table.optimal, "j_per_audio_s"].iloc[0] == table.j_per_audio_s.min()
+
+
+def test_training_energy_per_step_and_per_example(tmp_path):
+    row = measure_zoo_training("wavegan", tiny=True, steps=2, warmup_steps=0, log=tmp_path / "e.csv")
+    assert (row["batch"], row["paper_batch"], row["stage"]) == (2, 64, "train")
+    assert row["examples"] == 2 * 5 * 2  # steps x 5 critic batches x batch 2
+    assert row["j_per_step"] == pytest.approx(row["energy_j_pue"] / 2)
+    assert row["j_per_example"] == pytest.approx(row["energy_j_pue"] / 20)
+    assert row["j_per_paper_step"] == pytest.approx(row["j_per_example"] * 320)
+    assert row["j_per_paper_step_label"].startswith("extrapolated from batch 2")
+    assert row["j_per_example_low"] <= row["j_per_example"] <= row["j_per_example_high"]
+    assert math.isnan(row["schedule_kwh"])  # a reduced model is never scaled to the paper's schedule
+    assert row["gflop_per_step"] == pytest.approx(flops_per_step(build("wavegan", tiny=True, device="meta")) / 1e9)
+    assert read_records(tmp_path / "e.csv").label.tolist() == ["zoo train wavegan train b2"]
+
+
+def test_bounds_degrade_when_the_meter_gives_none():
+    measured = SimpleNamespace(energy_j=2.0, pue=1.5, methods_label=lambda: "measured:rapl")
+    assert _bounds(measured) == (3.0, 3.0)
+    estimated = SimpleNamespace(energy_j=2.0, pue=1.0, methods_label=lambda: "estimated:tdp×utilisation")
+    assert all(math.isnan(b) for b in _bounds(estimated))
+    interval = SimpleNamespace(energy_j=2.0, energy_j_low=1.0, energy_j_high=4.0, pue=2.0, methods_label=lambda: "")
+    assert _bounds(interval) == (2.0, 8.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: measure_zoo_inference("wavenet", log=False), "unknown zoo model 'wavenet'"),
+        (lambda: measure_zoo_inference("flowavenet", clip_s=0.001, log=False), "256-sample hop"),
+        (lambda: measure_zoo_inference("samplernn", clip_s=1e-4, log=False), "8-sample top-tier frame"),
+        (lambda: measure_zoo_inference("samplernn", clip_s=-1.0, log=False), "8-sample top-tier frame"),
+        (lambda: measure_zoo_inference("wavegan", clip_s=0.5, log=False), "fixed 1.024 s per call"),
+        (lambda: measure_zoo_inference("wavegan", batch=0, log=False), "inference batch: expected a positive"),
+        (lambda: measure_zoo_training("sing", batch=0, log=False), "training batch: expected a positive"),
+        (lambda: measure_zoo_training("sing", steps=0, log=False), "training steps: expected a positive"),
+        (lambda: zoo_batch_sweep("wavegan", [1, 0], log=False), "batch size: expected a positive"),
+        (lambda: zoo_batch_sweep("wavegan", [], log=False), "batch_sizes is empty"),
+    ],
+)
+def test_bad_input_fails_before_any_model_is_built(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ------------------------------------------------------------------------------------------------
+# the paper's hours against the counted work
+def test_implied_utilisation_arithmetic():
+    # 1 GPU at 10 TFLOP/s for 1 h can do 3.6e16 FLOP: that much work implies 100 %, half of it 50 %
+    assert implied_utilisation(3.6e16, hours=1, n_gpus=1, peak_tflops=10) == pytest.approx(1.0)
+    assert implied_utilisation(3.6e16, hours=2, n_gpus=1, peak_tflops=10) == pytest.approx(0.5)
+    assert implied_utilisation(3.6e16, hours=1, n_gpus=4, peak_tflops=10) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="expected all > 0"):
+        implied_utilisation(1.0, hours=0, n_gpus=1, peak_tflops=10)
+
+
+def test_verdicts_follow_the_thresholds():
+    assert verdict(UTILISATION_MAX_PLAUSIBLE + 0.01).startswith("implausible")
+    assert verdict(0.3) == "plausible"
+    assert verdict(UTILISATION_LOW / 2).startswith("low")
+    assert verdict(math.nan).startswith("not checkable")
+
+
+def test_wavegan_schedule_against_the_p100_peak():
+    stages = schedule_table(["wavegan"])
+    row = stages.iloc[0]
+    assert fp32_peak("P100") == (9.3, fp32_peak("Tesla P100-PCIE-16GB")[1])
+    per_step = flops_per_step(build("wavegan", device="meta"))
+    expected = 200_000 * per_step / (9.3e12 * 96 * 3600)
+    assert row.implied_utilisation == pytest.approx(expected) == pytest.approx(row.implied_utilisation_naive)
+    assert row.max_steps_at_peak == pytest.approx(200_000 / expected)
+    measured = pd.DataFrame(
+        [
+            {"model": "wavegan", "batch": b, "j_per_audio_s": j, "j_per_audio_s_low": j, "j_per_audio_s_high": j}
+            for b, j in ((1, 3.0), (4, 2.0))
+        ]
+    ).assign(j_per_audio_s_label="measured")
+    table = training_cost_table(["wavegan"], inference=measured)
+    t = table.iloc[0]
+    assert (t.tdp_kwh_paper, t.gpu, t.verdict) == (24.0, "1 x Tesla P100 PCIe (12/16 GB)", verdict(expected))
+    assert (t.j_per_audio_s, t.best_batch, t.j_per_audio_s_best, bool(t.measured_here)) == (3.0, 4, 2.0, True)
+
+
+def test_schedules_that_the_papers_do_not_give_as_steps():
+    assert schedule_steps("samplernn") == {}
+    assert schedule_steps("sing") == {"autoencoder": 45_200, "sequence": 45_200, "finetune": 18_080}
+    assert schedule_steps("gansynth") == {"train": 1_375_000.0}
+
+
+def test_findings_are_computed_from_the_table():
+    table = pd.DataFrame(
+        [
+            {
+                "model": "flowavenet",
+                "gpu": "1 x V100",
+                "hours": 272.0,
+                "fp32_peak_tflops": 15.7,
+                "training_eflop_effective": 4.55,
+                "implied_utilisation": 0.3,
+                "implied_utilisation_naive": 0.3,
+                "verdict": "plausible",
+            },
+            {
+                "model": "samplernn",
+                "gpu": "1 x TITAN X",
+                "hours": 168.0,
+                "fp32_peak_tflops": 6.6,
+                "training_eflop_effective": math.nan,
+                "implied_utilisation": math.nan,
+                "implied_utilisation_naive": math.nan,
+                "verdict": verdict(math.nan),
+            },
+        ]
+    )
+    stages = pd.DataFrame([{"model": "samplernn", "max_steps_at_peak": 1234.0}])
+    flo, srnn = findings(table, stages)
+    assert "30% of peak, plausible" in flo and "272 h" in flo
+    assert "no step count" in srnn and "1,234 steps" in srnn
+
+
+def test_missing_fp32_column_is_a_clear_error(tmp_path, monkeypatch):
+    from waveflow.energy import hardware
+
+    path = tmp_path / "gpus.csv"
+    pd.read_csv(hardware.GPUS_CSV).drop(columns=["fp32_peak_tflops"]).to_csv(path, index=False)
+    monkeypatch.setattr(hardware, "GPUS_CSV", path)
+    with pytest.raises(ValueError, match="no fp32_peak_tflops column"):
+        fp32_peak("V100")

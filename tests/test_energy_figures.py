@@ -78,7 +78,6 @@ def test_training_figure_draws_intervals_and_names_methods(table2):
     ax1, ax2 = fig.axes
     assert errorbars(ax1) and errorbars(ax2)
     assert EST in ax1.get_ylabel() and "extrapolated, " + EST in ax2.get_ylabel()
-    assert "prediction" in ax2.get_ylabel()
     legend = [t.get_text() for t in ax2.get_legend().get_texts()]
     assert any("Carbontracker prediction" in t for t in legend)
     plt.close(fig)
@@ -129,3 +128,11 @@ def test_pareto_panels_draw_energy_intervals():
     ax = fig.axes[0]
     assert errorbars(ax) and ax.get_xscale() == "log" and ax.get_title() == "s: dominated = C"
     plt.close(fig)
+
+
+def test_pareto_spaces_table_carries_the_plotted_intervals():
+    from waveflow.analysis.pareto import pareto_spaces
+
+    df = pd.DataFrame({"config": ["A", "B"], "q": [0.3, 0.2], "e": [1.0, 2.0], "e_lo": [0.5, 1.0], "e_hi": [9.0, 18.0]})
+    t = pareto_spaces(df, {"s": ["q", "e"]}, "config", intervals={"e": ("e_lo", "e_hi")})
+    assert t.y_low.tolist() == [0.5, 1.0] and t.y_high.tolist() == [9.0, 18.0] and "x_low" not in t

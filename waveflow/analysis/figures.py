@@ -66,6 +66,14 @@ def _yerr(frame: pd.DataFrame, value: str, stem: str | None = None) -> np.ndarra
     return err if np.nanmax(np.abs(err)) > 0 else None
 
 
+def _log_floor(ax, *columns) -> None:
+    """On a log axis, start below the smallest bar or low bound, so no bar is cut by the axis."""
+    values = np.concatenate([np.asarray(c, dtype=float).ravel() for c in columns])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size:
+        ax.set_ylim(bottom=float(values.min()) / 2)
+
+
 def _pue_note(frame: pd.DataFrame) -> str:
     pues = sorted({float(p) for p in frame["pue"]}) if "pue" in frame else []
     return f"PUE {', '.join(f'{p:g}' for p in pues)}" if pues else "PUE not stated"
@@ -134,9 +142,11 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
     if err is not None:
         ax1.errorbar(x, training.j_per_example, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
         ax1.set_yscale("log")
+        _log_floor(ax1, training.j_per_example, training.j_per_example - err[0])
     ax1.set_xticks(x, training.config)
     ax1.set_ylabel(_axis_label("J per training example", training, "energy_method"), fontsize=8)
-    ax1.set_title(f"this machine ({_pue_note(training)}); bars: interval of the estimate", fontsize=9)
+    note = "; error bars: interval of the estimate" if err is not None else ""
+    ax1.set_title(f"this machine ({_pue_note(training)}){note}", fontsize=9)
     paper = table2.set_index("model")["e_train_kwh"]
     width = 0.4
     ours_x = [i - width / 2 for i in x]
@@ -161,17 +171,20 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
             lw=1,
             label="interval of the estimate (low, high)",
         )
+    paper_values = [paper.get(c, float("nan")) for c in training.config]
     ax2.bar(
         [i + width / 2 for i in x],
-        [paper.get(c, float("nan")) for c in training.config],
+        paper_values,
         width,
         color=PAPER_COLOR,
         label=f"{PAPER_E_TRAIN} (Carbontracker's PUE included)",
     )
     ax2.set_xticks(x, training.config)
     ax2.set_yscale("log")
+    lows = training.e_train_kwh_extrapolated - (err[0] if err is not None else 0)
+    _log_floor(ax2, training.e_train_kwh_extrapolated, lows, paper_values)
     ax2.set_ylim(top=ax2.get_ylim()[1] * 30)  # room for the legend above the bars
-    ax2.set_ylabel(_axis_label("E_train (kWh)", training, "e_train_label") + "; paper: prediction", fontsize=8)
+    ax2.set_ylabel(_axis_label("E_train (kWh)", training, "e_train_label"), fontsize=8)
     ax2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
@@ -281,15 +294,18 @@ def plot_inference_energy(
             lw=1,
             label="interval of the estimate (low, high)",
         )
+    paper_values = [paper.get(c, float("nan")) for c in inference.config]
     ax1.bar(
         [i + width / 2 for i in x],
-        [paper.get(c, float("nan")) for c in inference.config],
+        paper_values,
         width,
         color=PAPER_COLOR,
         label=f"{PAPER_E_GEN} (tool and PUE not stated)",
     )
     ax1.set_xticks(x, inference.config)
     ax1.set_yscale("log")
+    lows = inference.e_gen_wh - (err[0] if err is not None else 0)
+    _log_floor(ax1, inference.e_gen_wh, lows, paper_values)
     ax1.set_ylim(top=ax1.get_ylim()[1] * 30)
     ax1.set_ylabel(_axis_label("E_gen (Wh per 100 s of audio)", inference, "e_gen_label"), fontsize=8)
     ax1.legend(fontsize=7, loc="upper left")
@@ -298,6 +314,7 @@ def plot_inference_energy(
     if err is not None:
         ax2.errorbar(x, inference.j_per_gflop, yerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
         ax2.set_yscale("log")
+        _log_floor(ax2, inference.j_per_gflop, inference.j_per_gflop - err[0])
     ax2.set_xticks(x, inference.config)
     ax2.set_ylabel(_axis_label("J per GFLOP (synthesis)", inference, "energy_method"), fontsize=8)
     ax2.set_title(f"this machine ({_pue_note(inference)})", fontsize=9)
@@ -486,3 +503,152 @@ def plot_pareto_spaces(
     axes.flat[0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.08), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 1 models on this machine (notebook 02, second figure)
+def zoo_costs_figure_data(table: pd.DataFrame, stages: pd.DataFrame | None = None, note: str = "") -> pd.DataFrame:
+    """Tidy rows behind :func:`plot_zoo_costs`: per model the implied utilisation (and SING's stages),
+    the counted inference GFLOP per audio second, and the J per audio second measured here at batch 1
+    and at the best batch, each with its low/high bound and how it was obtained."""
+    rows = []
+
+    def add(model, quantity, value, low=None, high=None, method="", **extra):
+        low = value if low is None else low
+        high = value if high is None else high
+        rows.append(
+            {"model": model, "quantity": quantity, "value": value, "low": low, "high": high, "method": method}
+            | extra
+            | {"note": note}
+        )
+
+    for r in table.itertuples(index=False):
+        add(r.model, "implied_utilisation", r.implied_utilisation, method="counted FLOPs / (fp32 peak x hours)")
+        add(r.model, "implied_utilisation_naive", r.implied_utilisation_naive, method="steps x final-stage cost")
+        add(r.model, "inference_gflop_per_audio_s", r.inference_gflop_per_audio_s, method="counted (FlopCounterMode)")
+        if getattr(r, "measured_here", False):
+            label = str(r.j_per_audio_s_label)
+            add(r.model, "j_per_audio_s_batch1", r.j_per_audio_s, r.j_per_audio_s_low, r.j_per_audio_s_high, label)
+            add(
+                r.model,
+                "j_per_audio_s_best_batch",
+                r.j_per_audio_s_best,
+                r.j_per_audio_s_low_best,
+                r.j_per_audio_s_high_best,
+                label,
+                batch=r.best_batch,
+            )
+    if stages is not None:
+        for s in stages[stages.groupby("model").stage.transform("count") > 1].itertuples(index=False):
+            add(s.model, f"implied_utilisation_{s.stage}", s.implied_utilisation, method="per stage, paper's hours")
+    return pd.DataFrame(rows)
+
+
+def plot_zoo_costs(
+    table: pd.DataFrame,
+    stages: pd.DataFrame | None = None,
+    plausible: tuple[float, float] = (0.05, 0.5),
+    note: str = "architecture replicas for cost measurement, not trained generators",
+) -> tuple[plt.Figure, pd.DataFrame]:
+    """Three panels per Table 1 model: the fp32 utilisation the reported hours imply (shaded: the
+    plausible band), counted inference GFLOP per second of audio, and joules per second of audio
+    measured on this machine (bars: batch 1, hatched when extrapolated; diamonds: the best batch of
+    the sweep; whiskers: the meter's interval). The title says the models are replicas.
+
+    Returns:
+        ``(figure, tidy plotted numbers)``.
+    """
+    data = zoo_costs_figure_data(table, stages, note)
+    models = list(table.model)
+    x = np.arange(len(models))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4))
+
+    ax1.axhspan(100 * plausible[0], 100 * plausible[1], color="tab:green", alpha=0.12, lw=0, label="plausible band")
+    util = table.implied_utilisation.to_numpy(dtype=float) * 100
+    ax1.bar(x, np.nan_to_num(util), color=OURS_COLOR, width=0.6, label="schedule's counted FLOPs")
+    naive = table.implied_utilisation_naive.to_numpy(dtype=float) * 100
+    differs = ~np.isclose(naive, util) & ~np.isnan(naive)
+    if differs.any():
+        ax1.scatter(
+            x[differs],
+            naive[differs],
+            marker="o",
+            facecolor="none",
+            edgecolor="k",
+            zorder=3,
+            label="steps x final-stage cost",
+        )
+    if stages is not None:
+        multi = stages[stages.groupby("model").stage.transform("count") > 1]
+        for s in multi.itertuples(index=False):
+            i = models.index(s.model)
+            ax1.scatter([i], [100 * s.implied_utilisation], marker="_", s=200, color="tab:red", zorder=3)
+            ax1.annotate(
+                s.stage,
+                (i, 100 * s.implied_utilisation),
+                xytext=(8, -3),
+                textcoords="offset points",
+                fontsize=7,
+                color="tab:red",
+            )
+    for i in np.flatnonzero(np.isnan(util)):
+        ax1.text(i, 2, "no steps\npublished", ha="center", va="bottom", fontsize=8, color="0.3")
+    ax1.set_ylabel("fp32 peak implied by reported hours (%)")
+    ax1.set_title("Paper's hours vs counted work", fontsize=10)
+    ax1.legend(fontsize=7, loc="upper left")
+
+    ax2.bar(x, table.inference_gflop_per_audio_s, color="0.55", width=0.6)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("counted GFLOP per second of audio")
+    ax2.set_title("Inference compute (full-size replicas)", fontsize=10)
+
+    measured = table[table.get("measured_here", pd.Series(False, index=table.index)).astype(bool)]
+    if len(measured):
+        idx = [models.index(m) for m in measured.model]
+        hatch = ["//" if str(lab).startswith("extrapolated") else None for lab in measured.j_per_audio_s_label]
+        bars = ax3.bar(
+            idx,
+            measured.j_per_audio_s,
+            color=OURS_COLOR,
+            width=0.6,
+            edgecolor="white",
+            yerr=_yerr(measured, "j_per_audio_s"),
+            capsize=3,
+            label="batch 1",
+        )
+        for bar, h in zip(bars, hatch):
+            bar.set_hatch(h)
+        best = measured.rename(columns=lambda c: c.replace("_best", "") if c.startswith("j_per_audio_s_") else c)
+        ax3.errorbar(
+            idx,
+            measured.j_per_audio_s_best,
+            yerr=_yerr(best.assign(j_per_audio_s=best.j_per_audio_s_best), "j_per_audio_s"),
+            fmt="D",
+            color="k",
+            ms=5,
+            capsize=3,
+            label="best batch of the sweep",
+        )
+        for i, b, v in zip(idx, measured.best_batch, measured.j_per_audio_s_best):
+            ax3.annotate(f"b={int(b)}", (i, v), xytext=(6, 0), textcoords="offset points", fontsize=7)
+        ax3.set_yscale("log")
+        ax3.set_ylabel(_axis_label("J per second of audio, this machine", measured, "j_per_audio_s_label"), fontsize=8)
+        ax3.legend(fontsize=7)
+    for i in [i for i, m in enumerate(models) if m not in set(measured.model)]:
+        ax3.text(
+            i,
+            0.5,
+            "not\nmeasured",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.3",
+            transform=ax3.get_xaxis_transform(),
+        )
+    ax3.set_title("Inference energy measured here", fontsize=10)
+    for ax in (ax1, ax2, ax3):
+        ax.set_xticks(x, models, rotation=20)
+        ax.set_xlim(-0.6, len(models) - 0.4)
+    fig.suptitle(f"Table 1 models: {note}", fontsize=11)
+    fig.tight_layout()
+    return fig, data

@@ -227,7 +227,12 @@ def dominated_summary(table: pd.DataFrame, label: str) -> str:
     return f"dominated: {', '.join(parts)}; optimal: {optimal}"
 
 
-def pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str) -> pd.DataFrame:
+def pareto_spaces(
+    df: pd.DataFrame,
+    spaces: dict[str, Sequence[str]],
+    label: str,
+    intervals: dict[str, tuple[str, str]] | None = None,
+) -> pd.DataFrame:
     """:func:`pareto_table` in several objective spaces at once, stacked in one tidy frame.
 
     Args:
@@ -235,17 +240,23 @@ def pareto_spaces(df: pd.DataFrame, spaces: dict[str, Sequence[str]], label: str
         spaces: space name -> objective columns (all minimised), e.g.
             ``{"training": ["one_minus_pct_mos", "e_train_kwh"]}``.
         label: the column naming the rows.
+        intervals: objective -> ``(low column, high column)`` of an estimate's interval; the matching
+            axis gets ``x_low``/``x_high`` (or ``y_…``) columns. Dominance uses the values themselves.
 
     Returns:
         Columns ``space``, ``label``, ``x``/``y`` (first two objectives, for plotting), ``pareto_optimal``,
         ``rank``, ``dominated_by``, plus the objective names as ``objectives``.
     """
+    intervals = intervals or {}
     parts = []
     for name, objectives in spaces.items():
         t = pareto_table(df, objectives, label)
         part = pd.DataFrame({"space": name, label: t[label], "objectives": " vs ".join(objectives)})
         for axis, col in zip(("x", "y", "z"), objectives):
             part[axis] = t[col].astype(float).to_numpy()
+            if col in intervals:
+                bounds = df.set_index(label).loc[t[label], list(intervals[col])].astype(float).to_numpy()
+                part[f"{axis}_low"], part[f"{axis}_high"] = bounds[:, 0], bounds[:, 1]
         part[["pareto_optimal", "rank", "dominated_by"]] = t[["pareto_optimal", "rank", "dominated_by"]].to_numpy()
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

@@ -186,3 +186,68 @@ def test_metrics_log_survives_a_partial_last_line(tmp_path):
     append_metrics(path, {"kind": "train", "step": 2, "loss": 0.5})
     assert [r["loss"] for r in read_metrics(path)] == [1.0, 0.5]
     assert read_metrics(path, kind="resume") == [{"kind": "resume", "step": 1}]
+
+
+# ----------------------------------------------------------------------------------------------
+# the distributed code path, in one process (the torchrun runs are in tests/test_distributed.py)
+def test_a_single_process_run_records_world_size_1_and_one_merged_energy_record(tmp_path):
+    from waveflow.energy import read_records
+
+    result = train(tiny_run(tmp_path / "r", 2), progress=False, energy=True, cpu_tdp_w=100.0)
+    assert result.world_size == 1 and result.energy is not None and result.energy.missing_ranks == []
+    assert read_checkpoint_extra(result.last_checkpoint)["world_size"] == 1
+    assert read_metrics(tmp_path / "r" / "metrics.jsonl", kind="start")[0]["world_size"] == 1
+    log = read_records(tmp_path / "r" / "energy_log.csv")
+    assert len(log) == 1 and log.loc[0, "energy_j"] == pytest.approx(result.energy.energy_j)
+    devices = (tmp_path / "r" / "energy_log_devices.csv").read_text().splitlines()
+    assert len(devices) == 2 and ",0,0,0," in devices[1] and ",cpu," in devices[1]  # rank 0, node 0, local rank 0
+
+
+def read_checkpoint_extra(path):
+    from waveflow.model import read_checkpoint
+
+    return read_checkpoint(path)["extra"]
+
+
+def test_the_stop_hook_ends_the_run_after_the_agreed_step(tmp_path):
+    seen = []
+
+    def budget_spent(step: int) -> bool:
+        seen.append(step)
+        return step == 3
+
+    result = train(tiny_run(tmp_path / "r", 10), progress=False, should_stop=budget_spent)
+    assert result.step == 3 and seen == [1, 2, 3]
+    _, info = load_checkpoint(result.last_checkpoint)
+    assert info["step"] == 3  # the stopped run is checkpointed, so it can resume
+
+
+def test_help_states_the_global_batch_and_learning_rate_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "global clips per step" in text and "The learning rate is never rescaled" in text
+
+
+def test_a_global_batch_the_world_size_does_not_divide_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    rc = main(["train", "--batch-size", "6", "--device", "cpu", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        "waveflow train: error: --batch-size 6 is not divisible by the world size 4; expected a multiple of 4 "
+        "(the global batch is split evenly over the ranks)"
+    )
+
+
+@pytest.mark.requires_gpu
+def test_cuda_resume_is_bit_exact_with_deterministic_kernels(tmp_path):
+    cfg = dict(device="cuda", batch_size=4, segment=4096)
+    full = train(tiny_run(tmp_path / "full", 6, **cfg), progress=False, deterministic=True)
+    train(tiny_run(tmp_path / "split", 3, **cfg), progress=False, deterministic=True)
+    resumed = train(tiny_run(tmp_path / "split", 6, **cfg), resume=True, progress=False, deterministic=True)
+    assert [h["loss"] for h in full.history][3:] == [h["loss"] for h in resumed.history]
+    ma, _ = load_checkpoint(full.last_checkpoint)
+    mb, _ = load_checkpoint(resumed.last_checkpoint)
+    for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(p, q), n

@@ -57,6 +57,9 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(
         "waveflow.bench", "add_arguments", "run", "benchmarks: synthesis speed vs peak, metering overhead"
     ),
+    "gpu-check": Command(
+        "waveflow.gpu_check", "add_arguments", "run", "run every CUDA path once and record the numbers"
+    ),
 }
 
 

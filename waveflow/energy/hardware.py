@@ -22,8 +22,9 @@ from ..paths import DATA
 GPUS_CSV = DATA / "hardware" / "gpus.csv"
 TABLE1_CSV = DATA / "paper" / "table1.csv"
 
-#: §4.2: SING measured with Carbontracker on one TITAN X "with the same configuration as the original
-#: paper" (paper-era Carbontracker multiplies by PUE 1.59); the Table 1 estimate for it is 52 kWh.
+#: §4.2: SING run with Carbontracker on one TITAN X "with the same configuration as the original paper";
+#: the Table 1 estimate for it is 52 kWh. Carbontracker includes its PUE in what it reports (1.59 from
+#: 2020-10-29, 1.67 before); the paper names neither, so which applied is an inference.
 SING_MEASURED_KWH = 64.8
 
 GPU_COLUMNS = (

@@ -244,10 +244,20 @@ def test_findings_are_computed_from_the_table():
             },
         ]
     )
-    stages = pd.DataFrame([{"model": "samplernn", "max_steps_at_peak": 1234.0}])
-    flo, srnn = findings(table, stages)
+    stages = pd.DataFrame(
+        [
+            {"model": "samplernn", "stage": "train", "max_steps_at_peak": 1234.0, "implied_utilisation": math.nan},
+            {"model": "sing", "stage": "autoencoder", "max_steps_at_peak": 1.0, "implied_utilisation": 0.9},
+            {"model": "sing", "stage": "finetune", "max_steps_at_peak": 1.0, "implied_utilisation": 0.1},
+        ]
+    )
+    flo, srnn, summary = findings(table, stages)
     assert "30% of peak, plausible" in flo and "272 h" in flo
     assert "no step count" in srnn and "1,234 steps" in srnn
+    assert summary == (
+        "In short, plausible: flowavenet; not checkable: samplernn. "
+        "By stage, sing's autoencoder stage (90%) is above the plausible band: too few hours for its steps."
+    )
 
 
 def test_missing_fp32_column_is_a_clear_error(tmp_path, monkeypatch):
@@ -258,3 +268,18 @@ def test_missing_fp32_column_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(hardware, "GPUS_CSV", path)
     with pytest.raises(ValueError, match="no fp32_peak_tflops column"):
         fp32_peak("V100")
+
+
+def test_a_stage_without_steps_leaves_the_total_unknown(monkeypatch):
+    """SING sums its three stages; SampleRNN, with no published steps, stays NaN (not 0 FLOPs)."""
+    import waveflow.zoo_energy as ze
+
+    monkeypatch.setattr(ze, "flops_per_step", lambda model, stage=None, batch=None: 1e13)  # skip the counting
+    monkeypatch.setattr(ze, "flops_per_audio_second", lambda model: 1e9)
+    table = training_cost_table(["samplernn", "sing"]).set_index("model")
+    assert math.isnan(table.loc["samplernn", "training_eflop"]) and math.isnan(table.loc["samplernn", "steps"])
+    assert table.loc["samplernn", "verdict"].startswith("not checkable")
+    assert table.loc["sing", "steps"] == 108_480
+    assert table.loc["sing", "training_eflop"] == pytest.approx(108_480 * 1e13 / 1e18)
+    # 4 x P100 for 52 h
+    assert table.loc["sing", "implied_utilisation"] == pytest.approx(108_480 * 1e13 / (4 * 9.3e12 * 52 * 3600))

@@ -131,7 +131,9 @@ def flops_per_step(model: ZooModel, stage: str | None = None, batch: int | None 
     return _step_flops(type(model), model.config, model._stage(stage), batch)
 
 
+@functools.lru_cache(maxsize=8)
 def _full(name: str) -> ZooModel:
+    """The full-size replica on meta, built once per process (counting never changes it)."""
     return build(name, device="meta")
 
 
@@ -372,7 +374,7 @@ def measure_zoo_inference(
     flops = flops_per_audio_second(net) * seconds
     per_example = samples / calls / net.sample_rate
     label = (
-        f"extrapolated from a {per_example:.4g} s clip (autoregressive: each second repeats the same calls)"
+        f"extrapolated from a {per_example:.4g} s clip"  # autoregressive: every second repeats the same calls
         if name == "samplernn"
         else f"measured over {seconds:.4g} s of audio"
     )
@@ -642,7 +644,9 @@ def training_cost_table(
     rows = []
     for name, group in stages.groupby("model", sort=False):
         spec = get_spec(name)
-        eflop, effective = group.training_eflop.sum(), group.training_eflop_effective.sum()
+        full = len(group)  # a stage without steps leaves the total unknown (NaN), not 0
+        eflop = group.training_eflop.sum(min_count=full)
+        effective = group.training_eflop_effective.sum(min_count=full)
         peak, source = fp32_peak(spec.gpu)
         util = implied_utilisation(effective * 1e18, spec.reported_hours, spec.reported_gpus, peak)
         rows.append(
@@ -651,7 +655,7 @@ def training_cost_table(
                 "gpu": f"{spec.reported_gpus} x {group.gpu_variant.iloc[0]}",
                 "hours": spec.reported_hours,
                 "tdp_kwh_paper": spec.reported_kwh,
-                "steps": group.steps.sum(min_count=len(group)),
+                "steps": group.steps.sum(min_count=full),
                 "training_eflop": eflop,
                 "training_eflop_effective": effective,
                 "fp32_peak_tflops": peak,
@@ -715,4 +719,20 @@ def findings(table: pd.DataFrame, stages: pd.DataFrame | None = None) -> list[st
                 for s in parts.itertuples()
             )
         out.append(text + ".")
-    return out
+    return out + [_summary(table, stages)]
+
+
+def _summary(table: pd.DataFrame, stages: pd.DataFrame | None) -> str:
+    """One closing sentence grouping the models by verdict (and naming implausible SING-like stages)."""
+    groups: dict[str, list[str]] = {}
+    for r in table.itertuples(index=False):
+        groups.setdefault(r.verdict.split(":")[0], []).append(r.model)
+    parts = [f"{kind}: {', '.join(models)}" for kind, models in groups.items()]
+    text = "In short, " + "; ".join(parts)
+    if stages is not None:
+        staged = stages.groupby("model").stage.transform("count") > 1
+        bad = stages[staged & (stages.implied_utilisation > UTILISATION_MAX_PLAUSIBLE)]
+        if len(bad):
+            named = ", ".join(f"{s.model}'s {s.stage} stage ({s.implied_utilisation:.0%})" for s in bad.itertuples())
+            text += f". By stage, {named} is above the plausible band: too few hours for its steps"
+    return text + "."

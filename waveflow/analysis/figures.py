@@ -544,6 +544,10 @@ def zoo_costs_figure_data(table: pd.DataFrame, stages: pd.DataFrame | None = Non
     return pd.DataFrame(rows)
 
 
+#: Short names of training stages for in-plot labels (SING's three stages).
+_STAGE_ABBREVIATIONS = {"autoencoder": "AE", "sequence": "seq", "finetune": "FT"}
+
+
 def plot_zoo_costs(
     table: pd.DataFrame,
     stages: pd.DataFrame | None = None,
@@ -580,13 +584,14 @@ def plot_zoo_costs(
         )
     if stages is not None:
         multi = stages[stages.groupby("model").stage.transform("count") > 1]
-        for s in multi.itertuples(index=False):
+        for k, s in enumerate(multi.itertuples(index=False)):
             i = models.index(s.model)
-            ax1.scatter([i], [100 * s.implied_utilisation], marker="_", s=200, color="tab:red", zorder=3)
+            label = "per training stage" if k == 0 else None
+            ax1.scatter([i], [100 * s.implied_utilisation], marker="_", s=200, color="tab:red", zorder=3, label=label)
             ax1.annotate(
-                s.stage,
+                _STAGE_ABBREVIATIONS.get(s.stage, s.stage),
                 (i, 100 * s.implied_utilisation),
-                xytext=(8, -3),
+                xytext=(20, -3),
                 textcoords="offset points",
                 fontsize=7,
                 color="tab:red",
@@ -595,7 +600,8 @@ def plot_zoo_costs(
         ax1.text(i, 2, "no steps\npublished", ha="center", va="bottom", fontsize=8, color="0.3")
     ax1.set_ylabel("fp32 peak implied by reported hours (%)")
     ax1.set_title("Paper's hours vs counted work", fontsize=10)
-    ax1.legend(fontsize=7, loc="upper left")
+    ax1.set_ylim(0, max(100.0, np.nanmax(np.append(naive, util)) * 1.05) * 1.2)  # room for the legend
+    ax1.legend(fontsize=6.5, loc="upper left", ncol=2)
 
     ax2.bar(x, table.inference_gflop_per_audio_s, color="0.55", width=0.6)
     ax2.set_yscale("log")
@@ -618,16 +624,15 @@ def plot_zoo_costs(
         )
         for bar, h in zip(bars, hatch):
             bar.set_hatch(h)
-        best = measured.rename(columns=lambda c: c.replace("_best", "") if c.startswith("j_per_audio_s_") else c)
+        best = pd.DataFrame(
+            {
+                "j": measured.j_per_audio_s_best.to_numpy(dtype=float),
+                "j_low": measured.j_per_audio_s_low_best.to_numpy(dtype=float),
+                "j_high": measured.j_per_audio_s_high_best.to_numpy(dtype=float),
+            }
+        )
         ax3.errorbar(
-            idx,
-            measured.j_per_audio_s_best,
-            yerr=_yerr(best.assign(j_per_audio_s=best.j_per_audio_s_best), "j_per_audio_s"),
-            fmt="D",
-            color="k",
-            ms=5,
-            capsize=3,
-            label="best batch of the sweep",
+            idx, best.j, yerr=_yerr(best, "j"), fmt="D", color="k", ms=5, capsize=3, label="best batch of the sweep"
         )
         for i, b, v in zip(idx, measured.best_batch, measured.j_per_audio_s_best):
             ax3.annotate(f"b={int(b)}", (i, v), xytext=(6, 0), textcoords="offset points", fontsize=7)

@@ -133,3 +133,14 @@ def test_bad_gpu_csv_is_rejected(tmp_path):
     dup.to_csv(path, index=False)
     with pytest.raises(ValueError, match="resolves to both"):
         load_gpus(path)
+
+
+def test_calculator_column_matches_the_ml_co2_table():
+    """The ML CO2 calculator's own values (mlco2/impact data/gpus.csv, d0d3ee5), including the rows it does have
+    for cards we list under other names (fidelity review D13)."""
+    calculator = {"k40": 245, "gtx-1080-ti": 250, "titan-rtx": 280, "titan-v": 250, "v100-pcie": 300, "h100-sxm": 700}
+    gpus = load_gpus().set_index("key")
+    assert {k: gpus.loc[k, "mlco2_tdp_w"] for k in calculator} == calculator
+    assert gpus.loc["k40", "tdp_w"] == 235 and "K40c" in gpus.loc["k40", "note"]
+    for key in ("p100-sxm2", "h100-pcie", "h200-sxm"):  # no such row in the calculator
+        assert pd.isna(gpus.loc[key, "mlco2_tdp_w"])

@@ -24,7 +24,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,7 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
                 first_reader[key] = p.rank
                 counted_kinds.setdefault(p.rank, set()).add(c.kind)
                 components.append(
-                    ComponentEnergy(c.kind, f"{c.device} [node {p.node}, rank {p.rank}]", c.joules, c.method)
+                    replace(c, device=f"{c.device} [node {p.node}, rank {p.rank}]")  # scope and bounds kept
                 )
             else:
                 note = f"also read by rank {first_reader[key]}; counted once"

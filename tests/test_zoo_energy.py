@@ -283,3 +283,40 @@ def test_a_stage_without_steps_leaves_the_total_unknown(monkeypatch):
     assert table.loc["sing", "training_eflop"] == pytest.approx(108_480 * 1e13 / 1e18)
     # 4 x P100 for 52 h
     assert table.loc["sing", "implied_utilisation"] == pytest.approx(108_480 * 1e13 / (4 * 9.3e12 * 52 * 3600))
+
+
+def test_figure_says_replicas_and_plots_only_what_was_measured():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from waveflow.analysis import figures
+
+    nan = math.nan
+    table = pd.DataFrame(
+        {
+            "model": ["samplernn", "gansynth"],
+            "implied_utilisation": [nan, 0.39],
+            "implied_utilisation_naive": [nan, 0.91],
+            "inference_gflop_per_audio_s": [256.0, 7.2],
+            "measured_here": [True, False],
+            "j_per_audio_s": [30.0, nan],
+            "j_per_audio_s_low": [10.0, nan],
+            "j_per_audio_s_high": [90.0, nan],
+            "j_per_audio_s_label": ["extrapolated from a 0.0025 s clip (estimated:tdp×utilisation)", nan],
+            "best_batch": [2, nan],
+            "j_per_audio_s_best": [20.0, nan],
+            "j_per_audio_s_low_best": [5.0, nan],
+            "j_per_audio_s_high_best": [60.0, nan],
+        }
+    )
+    fig, data = figures.plot_zoo_costs(table, note=REPLICA_NOTE)
+    assert REPLICA_NOTE in fig._suptitle.get_text()
+    assert "estimated:tdp×utilisation" in fig.axes[2].get_ylabel()  # the energy axis names its method
+    measured = data[data.quantity.str.startswith("j_per_audio_s")]
+    assert measured.model.unique().tolist() == ["samplernn"]
+    best = measured.set_index("quantity").loc["j_per_audio_s_best_batch"]
+    assert (best.value, best.low, best.high, best.batch) == (20.0, 5.0, 60.0, 2)
+    assert (data.note == REPLICA_NOTE).all()
+    plt.close(fig)

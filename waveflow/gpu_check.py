@@ -284,7 +284,10 @@ def part_e_train(s: Settings) -> list[dict[str, Any]]:
         log=s.energy_log,
         **opts,
     )
-    ct = f"; carbontracker {r['ct_energy_kwh']:.3g} kWh ({r['ct_method']})" if "ct_energy_kwh" in r else ""
+    ct = ""
+    if "ct_energy_kwh" in r:
+        notes = " ".join(str(r.get("ct_notes", "")).split())[:240]
+        ct = f"; carbontracker {r['ct_energy_kwh']:.3g} kWh ({r['ct_method']})" + (f" [{notes}]" if notes else "")
     detail = (
         f"{r['e_train_label']}; {r['steps']} steps x {r['batch_size']} x {r['segment']} samples "
         f"in {r['wall_s']:.1f} s; {r['j_per_step']:.3g} J per step; {r['hardware']}{ct}"

@@ -241,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Table 1 models: {REPLICA_NOTE}. FLOPs count matrix products and convolutions (2 x MACs) on meta. "
         "A training step is the original code's (WaveGAN: 5 critic updates + 1 generator update; SING: its "
-        f"finetune stage). WF2: 8 x {DEFAULT_SEGMENT:,} samples per step, 4 TITAN V, hours not published."
+        f"finetune stage). WF2: one forward = a {REFERENCE_CLIP_S:g}-s E_gen clip; 8 x {DEFAULT_SEGMENT:,} samples "
+        "per step on 4 TITAN V, hours not published."
     )
     return 0
 

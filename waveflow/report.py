@@ -114,9 +114,10 @@ def table1_rows(results: Path) -> list[Row]:
     return rows
 
 
-def _with_bounds(row: pd.Series, column: str) -> str:
+def _with_bounds(row: pd.Series, column: str, bounds: str) -> str:
+    """The value, with its estimate's ``[low, high]`` when the table carries ``<bounds>_low/_high``."""
     value = _fmt(float(row[column]))
-    low, high = f"{column}_low", f"{column}_high"
+    low, high = f"{bounds}_low", f"{bounds}_high"
     if low in row.index and high in row.index and not (pd.isna(row[low]) or pd.isna(row[high])):
         value += f" [{_fmt(float(row[low]), 3)}, {_fmt(float(row[high]), 3)}]"
     return value
@@ -128,7 +129,7 @@ def energy_rows(results: Path) -> list[Row]:
     specs = [
         ("E_train", "training_energy.csv", "e_train_kwh_extrapolated", "e_train_label", "e_train_kwh", "kWh"),
         ("E_gen (100 s of audio)", "inference_energy.csv", "e_gen_wh", "e_gen_label", "e_gen_wh", "Wh"),
-    ]
+    ]  # (quantity, results table, our column, its label, the paper's column = our bounds' stem, unit)
     rows = []
     for quantity, csv, column, label, paper_column, unit in specs:
         ours = _read_csv(results / csv)
@@ -139,7 +140,7 @@ def energy_rows(results: Path) -> list[Row]:
                 rows.append(Row(quantity, model, paper, NOT_RUN, unit, "", True))
                 continue
             o = ours.loc[model]
-            rows.append(Row(quantity, model, paper, _with_bounds(o, column), unit, str(o[label])))
+            rows.append(Row(quantity, model, paper, _with_bounds(o, column, paper_column), unit, str(o[label])))
     return rows
 
 

@@ -475,3 +475,10 @@ def test_meter_warning_points_at_the_callers_line(monkeypatch):
     with pytest.warns(UserWarning, match="generic brand") as caught:
         EnergyMeter("x", nvml=False).start().stop()
     assert caught[0].filename == __file__
+
+
+def test_warn_false_keeps_the_advice_in_the_notes_only(monkeypatch, recwarn):
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
+    record = EnergyMeter("x", nvml=False, warn=False).start().stop()
+    assert not [w for w in recwarn if "generic brand" in str(w.message)]
+    assert any("--cpu-tdp" in n for n in record.notes)

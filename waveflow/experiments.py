@@ -130,7 +130,7 @@ def measure_training(
         val_clips=0,
         name=name,
     )
-    meter = EnergyMeter(f"train {name}", intensity=intensity, pue=pue)
+    meter = EnergyMeter(f"train {name}", intensity=intensity, pue=pue, warn=False)
     session = (
         CarbontrackerSession(
             epochs,
@@ -373,7 +373,7 @@ def measure_inference(
     synth = FastSynthesizer(model)
     if warmup:  # one short unmeasured call: allocator and kernel selection
         synth(mels[0][:, : min(mels[0].shape[-1], 3)].unsqueeze(0).to(dev))
-    with EnergyMeter(f"synthesize {name}", intensity=intensity, pue=pue) as meter:
+    with EnergyMeter(f"synthesize {name}", intensity=intensity, pue=pue, warn=False) as meter:
         seconds = _synthesize_all(synth, mels, batch_size, seed, dev)
     record = meter.record
     _log(record, log)

@@ -366,7 +366,7 @@ def measure_zoo_inference(
     with torch.no_grad():
         if warmup:
             _infer(net, batch, VARIABLE_LENGTH.get(name), dev)
-        with EnergyMeter(f"zoo inference {name} b{batch}", intensity=intensity, pue=pue) as meter:
+        with EnergyMeter(f"zoo inference {name} b{batch}", intensity=intensity, pue=pue, warn=False) as meter:
             samples = sum(_infer(net, batch, n, dev) for _ in range(calls))
     record = meter.record
     _log(record, log)
@@ -463,7 +463,7 @@ def measure_zoo_training(
     data = net.make_batch(b, dev, stage=stage)
     for _ in range(warmup_steps):
         net.training_step(*data, stage=stage)
-    with EnergyMeter(f"zoo train {name} {stage} b{b}", intensity=intensity, pue=pue) as meter:
+    with EnergyMeter(f"zoo train {name} {stage} b{b}", intensity=intensity, pue=pue, warn=False) as meter:
         for _ in range(steps):
             net.training_step(*data, stage=stage)
     record = meter.record

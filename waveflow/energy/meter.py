@@ -62,6 +62,9 @@ class EnergyMeter:
             start then blocks that long; the record gains ``idle_w`` and ``dynamic_j``.
         wall_meter: a ``timestamp,watts`` CSV written by a wall meter (default None), integrated over
             the block's window at ``stop()`` as a check on the other components.
+        warn: raise a ``UserWarning`` when the CPU's TDP is a family median or a default (default
+            True). The same text is always in ``record.notes``; workflows that report the notes
+            next to their numbers pass False, so a notebook shows each note once, not per block.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class EnergyMeter:
         sync_cuda: bool = True,
         idle_baseline_s: float | None = None,
         wall_meter: str | Path | None = None,
+        warn: bool = True,
     ) -> None:
         if cpu_tdp_w is not None and not (
             isinstance(cpu_tdp_w, (int, float)) and math.isfinite(cpu_tdp_w) and cpu_tdp_w > 0
@@ -102,6 +106,7 @@ class EnergyMeter:
         self._cpu_seconds, self.poll_hz, self.sync_cuda = cpu_seconds, poll_hz, sync_cuda
         self.idle_baseline_s = float(idle_baseline_s) if idle_baseline_s else None
         self.wall_meter = Path(wall_meter) if wall_meter is not None else None
+        self.warn = warn
         self.notes: list[str] = []
         self.intensity, self.pue = carbon.resolve(intensity, pue)
         self.readers: list[er.EnergyReader] = []
@@ -161,6 +166,8 @@ class EnergyMeter:
         else:
             tdp = er.lookup_cpu_tdp(brand)
             if tdp.match in ("generic", "default"):
+                self.notes.append("the CPU's TDP is not known exactly: set it with cpu_tdp_w=W (CLI: --cpu-tdp W)")
+            if tdp.match in ("generic", "default") and self.warn:
                 warnings.warn(
                     f"EnergyMeter: {tdp.detail}; pass cpu_tdp_w=W (CLI: --cpu-tdp W) to set the real TDP",
                     stacklevel=_caller_stacklevel(),

@@ -193,6 +193,21 @@ def _metered_run(
     return result, state["ct"]
 
 
+def _energy_columns(record: EnergyRecord, low: float, high: float) -> dict[str, Any]:
+    """The columns every E_train and E_gen row shares: energy with PUE and its interval, how it was
+    obtained, what it covers, and on which hardware."""
+    return {
+        "energy_j": record.energy_j,
+        "pue": record.pue,
+        "energy_j_pue": record.energy_j_pue,
+        "energy_j_pue_low": low,
+        "energy_j_pue_high": high,
+        "energy_method": record.methods_label(),
+        "energy_scope": record.scope(),
+        "hardware": record.hardware_label(),
+    }
+
+
 def _training_row(
     name: str,
     config: WaveFlowConfig,
@@ -221,14 +236,7 @@ def _training_row(
         "batch_size": run.batch_size,
         "segment": run.segment,
         "wall_s": record.wall_s,
-        "energy_j": record.energy_j,
-        "pue": record.pue,
-        "energy_j_pue": record.energy_j_pue,
-        "energy_j_pue_low": low,
-        "energy_j_pue_high": high,
-        "energy_method": record.methods_label(),
-        "energy_scope": record.scope(),
-        "hardware": record.hardware_label(),
+        **_energy_columns(record, low, high),
         "cpu_tdp_w": record.cpu_tdp_w,
         "cpu_w_per_thread": record.cpu_w_per_thread,
         "cpu_utilisation": record.cpu_utilisation,
@@ -390,14 +398,7 @@ def measure_inference(
         "audio_s": seconds,
         "wall_s": record.wall_s,
         "rtf": record.wall_s / seconds,
-        "energy_j": record.energy_j,
-        "pue": record.pue,
-        "energy_j_pue": record.energy_j_pue,
-        "energy_j_pue_low": low,
-        "energy_j_pue_high": high,
-        "energy_method": record.methods_label(),
-        "energy_scope": record.scope(),
-        "hardware": record.hardware_label(),
+        **_energy_columns(record, low, high),
         "j_per_audio_s": record.energy_j_pue / seconds,
         "j_per_audio_s_low": low / seconds,
         "j_per_audio_s_high": high / seconds,

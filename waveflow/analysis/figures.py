@@ -130,6 +130,52 @@ def training_figure_data(training: pd.DataFrame, table2: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def _ours_vs_paper(
+    ax: plt.Axes,
+    ours: pd.DataFrame,
+    column: str,
+    paper: pd.Series,
+    *,
+    ours_label: str,
+    paper_label: str,
+    bounds: str,
+    hatch: bool,
+) -> None:
+    """Our value per config (hatched when extrapolated, with the estimate's interval as an error bar)
+    beside the paper's, on a log axis with room for the legend above the bars."""
+    x = list(range(len(ours)))
+    width = 0.4
+    ours_x = [i - width / 2 for i in x]
+    ax.bar(
+        ours_x,
+        ours[column],
+        width,
+        color=OURS_COLOR,
+        hatch="//" if hatch else None,
+        edgecolor="white",
+        label=ours_label,
+    )
+    err = _yerr(ours, column, bounds)
+    if err is not None:
+        ax.errorbar(
+            ours_x,
+            ours[column],
+            yerr=err,
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            lw=1,
+            label="interval of the estimate (low, high)",
+        )
+    paper_values = [paper.get(c, float("nan")) for c in ours.config]
+    ax.bar([i + width / 2 for i in x], paper_values, width, color=PAPER_COLOR, label=paper_label)
+    ax.set_xticks(x, ours.config)
+    ax.set_yscale("log")
+    lows = ours[column] - (err[0] if err is not None else 0)
+    _log_floor(ax, ours[column], lows, paper_values)
+    ax.set_ylim(top=ax.get_ylim()[1] * 30)  # room for the legend above the bars
+
+
 def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Figure:
     """Left: J per training example; right: extrapolated E_train vs the paper's prediction (log scale).
 
@@ -147,43 +193,16 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
     ax1.set_ylabel(_axis_label("J per training example", training, "energy_method"), fontsize=8)
     note = "; error bars: interval of the estimate" if err is not None else ""
     ax1.set_title(f"this machine ({_pue_note(training)}){note}", fontsize=9)
-    paper = table2.set_index("model")["e_train_kwh"]
-    width = 0.4
-    ours_x = [i - width / 2 for i in x]
-    ax2.bar(
-        ours_x,
-        training.e_train_kwh_extrapolated,
-        width,
-        color=OURS_COLOR,
-        hatch="//",
-        edgecolor="white",
-        label=f"this machine, extrapolated to the paper's schedule ({_pue_note(training)})",
+    _ours_vs_paper(
+        ax2,
+        training,
+        "e_train_kwh_extrapolated",
+        table2.set_index("model")["e_train_kwh"],
+        ours_label=f"this machine, extrapolated to the paper's schedule ({_pue_note(training)})",
+        paper_label=f"{PAPER_E_TRAIN} (Carbontracker's PUE included)",
+        bounds="e_train_kwh",
+        hatch=True,
     )
-    err = _yerr(training, "e_train_kwh_extrapolated", "e_train_kwh")
-    if err is not None:
-        ax2.errorbar(
-            ours_x,
-            training.e_train_kwh_extrapolated,
-            yerr=err,
-            fmt="none",
-            ecolor="black",
-            capsize=3,
-            lw=1,
-            label="interval of the estimate (low, high)",
-        )
-    paper_values = [paper.get(c, float("nan")) for c in training.config]
-    ax2.bar(
-        [i + width / 2 for i in x],
-        paper_values,
-        width,
-        color=PAPER_COLOR,
-        label=f"{PAPER_E_TRAIN} (Carbontracker's PUE included)",
-    )
-    ax2.set_xticks(x, training.config)
-    ax2.set_yscale("log")
-    lows = training.e_train_kwh_extrapolated - (err[0] if err is not None else 0)
-    _log_floor(ax2, training.e_train_kwh_extrapolated, lows, paper_values)
-    ax2.set_ylim(top=ax2.get_ylim()[1] * 30)  # room for the legend above the bars
     ax2.set_ylabel(_axis_label("E_train (kWh)", training, "e_train_label"), fontsize=8)
     ax2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -269,44 +288,17 @@ def plot_inference_energy(
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
     ax1, ax2 = axes[0], axes[1]
     x = list(range(len(inference)))
-    paper = table2.set_index("model")["e_gen_wh"]
-    width = 0.4
     extrapolated = inference.e_gen_label.str.startswith("extrapolated").any()
-    ours_x = [i - width / 2 for i in x]
-    ax1.bar(
-        ours_x,
-        inference.e_gen_wh,
-        width,
-        color=OURS_COLOR,
-        hatch="//" if extrapolated else None,
-        edgecolor="white",
-        label=f"this machine{', extrapolated to 100 s' if extrapolated else ''} ({_pue_note(inference)})",
+    _ours_vs_paper(
+        ax1,
+        inference,
+        "e_gen_wh",
+        table2.set_index("model")["e_gen_wh"],
+        ours_label=f"this machine{', extrapolated to 100 s' if extrapolated else ''} ({_pue_note(inference)})",
+        paper_label=f"{PAPER_E_GEN} (tool and PUE not stated)",
+        bounds="e_gen_wh",
+        hatch=bool(extrapolated),
     )
-    err = _yerr(inference, "e_gen_wh")
-    if err is not None:
-        ax1.errorbar(
-            ours_x,
-            inference.e_gen_wh,
-            yerr=err,
-            fmt="none",
-            ecolor="black",
-            capsize=3,
-            lw=1,
-            label="interval of the estimate (low, high)",
-        )
-    paper_values = [paper.get(c, float("nan")) for c in inference.config]
-    ax1.bar(
-        [i + width / 2 for i in x],
-        paper_values,
-        width,
-        color=PAPER_COLOR,
-        label=f"{PAPER_E_GEN} (tool and PUE not stated)",
-    )
-    ax1.set_xticks(x, inference.config)
-    ax1.set_yscale("log")
-    lows = inference.e_gen_wh - (err[0] if err is not None else 0)
-    _log_floor(ax1, inference.e_gen_wh, lows, paper_values)
-    ax1.set_ylim(top=ax1.get_ylim()[1] * 30)
     ax1.set_ylabel(_axis_label("E_gen (Wh per 100 s of audio)", inference, "e_gen_label"), fontsize=8)
     ax1.legend(fontsize=7, loc="upper left")
     ax2.bar(x, inference.j_per_gflop, color=OURS_COLOR)

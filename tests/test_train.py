@@ -251,3 +251,88 @@ def test_cuda_resume_is_bit_exact_with_deterministic_kernels(tmp_path):
     mb, _ = load_checkpoint(resumed.last_checkpoint)
     for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items()):
         assert torch.equal(p, q), n
+
+
+# ----------------------------------------------------------------------------------------------
+# budgets and quality marks (issue 10)
+def test_energy_budget_stops_training_and_resume_counts_what_was_spent_before(tmp_path):
+    out = tmp_path / "r"
+    first = train(tiny_run(out, 2), progress=False, energy=True)
+    before = first.spent["energy_j"]
+    assert first.stopped_by == "steps" and before > 0
+    _, info = load_checkpoint(first.last_checkpoint)
+    assert info["extra"]["spent"]["energy_j"] == pytest.approx(before)
+    # A budget below what was already spent: the resumed run stops after its first step, and its
+    # total starts from the checkpoint's joules rather than from zero.
+    resumed = train(tiny_run(out, 50, energy_budget_j=before / 2), resume=True, progress=False, energy=True)
+    assert resumed.step == 3 and resumed.stopped_by.startswith("energy budget")
+    assert resumed.spent["energy_j"] > before
+    stops = read_metrics(out / "metrics.jsonl", kind="stop")
+    assert [r["step"] for r in stops] == [3]
+    _, info = load_checkpoint(resumed.last_checkpoint)
+    assert info["step"] == 3 and info["extra"]["spent"]["energy_j"] == pytest.approx(resumed.spent["energy_j"])
+
+
+def test_time_budget_stops_training_and_resume_keeps_it(tmp_path):
+    out = tmp_path / "r"
+    first = train(tiny_run(out, 50, time_budget_s=1e-6), progress=False)
+    assert first.step == 1 and first.stopped_by.startswith("time budget")
+    assert load_checkpoint(first.last_checkpoint)[1]["step"] == 1
+    seconds = first.spent["wall_s"]
+    resumed = train(tiny_run(out, 50, time_budget_s=seconds / 2), resume=True, progress=False)
+    assert resumed.step == 2 and resumed.spent["wall_s"] > seconds
+
+
+def test_marks_record_step_examples_training_energy_and_heldout_nll(tmp_path):
+    out = tmp_path / "r"
+    result = train(tiny_run(out, 5, eval_every=2), progress=False, energy=True)
+    marks = read_metrics(out / "metrics.jsonl", kind="mark")
+    assert [m["step"] for m in marks] == [m["step"] for m in result.marks] == [2, 4, 5]
+    assert [m["examples"] for m in marks] == [4, 8, 10]
+    energies = [m["energy_j"] for m in marks]
+    assert energies == sorted(energies) and energies[0] > 0
+    for m in marks:
+        assert math.isfinite(m["heldout_nll_bits"]) and m["wall_s"] > 0
+        assert m["energy_method"].startswith(("measured:", "estimated:"))
+        if m["energy_method"].startswith("estimated:"):
+            assert m["energy_j_low"] <= m["energy_j"] <= m["energy_j_high"]
+    # Evaluation is left out of the training energy: the last mark is below the run's metered total.
+    assert marks[-1]["energy_j"] < result.energy.energy_j
+
+
+def test_marks_do_not_perturb_the_training_rng_stream(tmp_path):
+    plain = train(tiny_run(tmp_path / "plain", 4), progress=False)
+    marked = train(tiny_run(tmp_path / "marked", 4, eval_every=1), progress=False)
+    assert len(marked.marks) == 4
+    ma, _ = load_checkpoint(plain.last_checkpoint)
+    mb, _ = load_checkpoint(marked.last_checkpoint)
+    for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_eval_crop_longer_than_every_heldout_clip_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no clip of the validation split .* at least"):
+        train(tiny_run(tmp_path / "r", 2, eval_every=1, val_samples=10**8), progress=False)
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_energy_budget_needs_a_metered_run(tmp_path):
+    with pytest.raises(ValueError, match="--energy-budget: the run is not metered"):
+        train(tiny_run(tmp_path / "r", 2, energy_budget_j=1.0), progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--energy-budget", "0"], "--energy-budget: expected a positive number, got '0'"),
+        (["--energy-budget", "-3"], "--energy-budget: expected a positive number, got '-3'"),
+        (["--energy-budget", "lots"], "--energy-budget: expected a positive number, got 'lots'"),
+        (["--time-budget", "nan"], "--time-budget: expected a positive number, got 'nan'"),
+        (["--eval-every", "0"], "--eval-every: expected a positive number of steps, got 0"),
+    ],
+)
+def test_bad_budget_and_mark_options_give_one_line_errors(tmp_path, capsys, args, message):
+    rc = main(["train", "--steps", "1", "--out", str(tmp_path / "r"), "--device", "cpu", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()

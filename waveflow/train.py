@@ -29,6 +29,18 @@ over these equal shares, so one step is the same step as a single process's on t
 to float rounding. The learning rate is used as given, never rescaled with the world size. Only
 rank 0 writes checkpoints, the metrics log and the energy records; each checkpoint and the start
 record of the log name the world size. A resume may use any world size that divides the batch.
+
+Budgets and quality marks (``--energy-budget J``, ``--time-budget S``, ``--eval-every N``): a run
+stops at the first of ``steps``, the energy budget and the time budget. Both count **training**
+only: :class:`TrainingSpend` reads the meter's counters around the training steps and leaves out
+the held-out evaluations and checkpoint writes, so a configuration with slow evaluation is not
+charged for it. Under DDP the budget compares the merged total over ranks (``ctx.total``). What was
+spent is kept in every checkpoint (``extra["spent"]``), so a resumed run's budget counts what was
+spent before it. Every ``eval_every`` steps a ``mark`` record gives step, examples seen, training
+energy (method, low/high bounds for an estimate), training wall seconds and held-out NLL in bits per
+sample on fixed held-out crops (the first ``val_samples`` samples of the first ``val_clips``
+validation clips that are at least that long). The evaluation saves and restores every RNG, so a
+run with marks follows the same weights as a run without (``tests/test_train.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +67,7 @@ from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
 from .devices import use_deterministic_kernels
 from .energy import append_record, merge_records
 from .energy.merge import MergedEnergy, append_devices
+from .energy.rapl import mirrored_zones
 from .files import atomic_write
 from .model import (
     WaveFlow,
@@ -62,6 +75,7 @@ from .model import (
     from_dict_checked,
     get_config,
     read_checkpoint,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -103,6 +117,11 @@ class TrainConfig:
         log_every: steps between metrics-log lines (the training loss of every step is logged
             when 1).
         name: label of the run in logs and notebooks.
+        energy_budget_j: stop once the training energy (all ranks, evaluation excluded, counted
+            across resumes) reaches this many joules; None: no energy budget. Needs the meter.
+        time_budget_s: stop once the training wall seconds (evaluation excluded, counted across
+            resumes) reach this; None: no time budget.
+        eval_every: steps between quality marks (held-out NLL + training energy); 0: no marks.
     """
 
     model: WaveFlowConfig = field(default_factory=WaveFlowConfig)
@@ -121,6 +140,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 1
     name: str = "run"
+    energy_budget_j: float | None = None
+    time_budget_s: float | None = None
+    eval_every: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -129,7 +151,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name}: expected a positive integer, got {value!r}")
-        for name in ("val_every", "val_clips", "val_samples", "checkpoint_every"):
+        for name in ("energy_budget_j", "time_budget_s"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, positive_number(value, f"TrainConfig.{name}"))
+        for name in ("val_every", "val_clips", "val_samples", "checkpoint_every", "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}: expected an integer >= 0, got {value!r}")
@@ -169,6 +195,20 @@ class TrainResult:
     history: list[dict[str, Any]]
     world_size: int = 1
     energy: MergedEnergy | None = None
+    spent: dict[str, Any] = field(default_factory=dict)
+    stopped_by: str = "steps"
+    marks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def positive_number(value: Any, what: str) -> float:
+    """``value`` as a finite float > 0, or a one-line ValueError naming ``what`` (budgets)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: expected a positive number, got {value!r}") from None
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{what}: expected a positive number, got {value!r}")
+    return number
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,6 +258,28 @@ def validation_nll(model: WaveFlow, dataset: LJSpeech, max_clips: int, max_sampl
     clips = [(u.id, u.audio[:n]) for u in dataset.utterances(max_clips or None)]
     clips = [(i, a) for i, a in clips if a.shape[0] > 512 and a.shape[0] % model.config.n_height == 0]
     return heldout_nll(model, clips)["nats_per_sample"] if clips else float("nan")
+
+
+def heldout_crops(dataset: LJSpeech, max_clips: int, samples: int, data: str) -> list[tuple[str, torch.Tensor]]:
+    """The fixed held-out crops of the quality marks: the first ``samples`` samples (rounded down to
+    whole hops) of the first ``max_clips`` validation clips that are at least that long.
+
+    Fixed crops (not random ones) make successive marks and configurations comparable; the same
+    crops every time also keep the evaluation away from the training RNG. Raises a ValueError when no
+    clip of the split is long enough, rather than scoring nothing.
+    """
+    n = whole_hops(samples) if samples else 0
+    utts = dataset.utterances()
+    if not n:
+        n = min(whole_hops(u.audio.shape[0]) for u in utts) if utts else 0
+    crops = [(u.id, u.audio[:n]) for u in utts if u.audio.shape[0] >= n > 0][: max_clips or None]
+    if not crops:
+        longest = max((u.audio.shape[0] for u in utts), default=0)
+        raise ValueError(
+            f"--eval-every: no clip of the validation split of {data} is at least {n} samples long "
+            f"(longest: {longest}); expected a smaller --val-samples or more held-out audio"
+        )
+    return crops
 
 
 def _check_finite(loss: torch.Tensor, grad_norm: torch.Tensor | None, step: int, ckpt: Path) -> None:
@@ -320,6 +382,102 @@ def _restore(payload: dict[str, Any], model: WaveFlow, optimizer: torch.optim.Op
     return int(payload["step"])
 
 
+class TrainingSpend:
+    """Joules and wall seconds spent on training steps so far, evaluation excluded, across resumes.
+
+    The run's meter keeps integrating for the whole run (its record is the run's total, evaluation
+    included); this counter reads the same readers only around training spans (:meth:`resume` /
+    :meth:`pause`), so the budget and the marks charge a configuration for training alone. The
+    counts of a resumed run start from what its checkpoint says was spent (:meth:`restore`).
+    RAPL package zones that mirror one another are counted once, as in the meter's record.
+
+    Args:
+        readers: the energy readers of this rank's meter (empty: not metered, joules are NaN).
+    """
+
+    def __init__(self, readers: list[Any] | None = None) -> None:
+        self.readers = list(readers or [])
+        self.joules = self.low = self.high = 0.0
+        self.seconds = 0.0
+        self._since: tuple[float, dict[int, float]] | None = None
+        self._last: dict[int, float] = {}
+        self.method = " + ".join(sorted({r.method for r in self.readers})) if self.readers else "not metered"
+
+    @property
+    def estimated(self) -> bool:
+        return any(r.estimated for r in self.readers)
+
+    def _read(self) -> dict[int, float]:
+        for r in self.readers:
+            try:
+                self._last[id(r)] = float(r.read())
+            except Exception:  # a failing reader keeps its last value, as in the meter (noted there)
+                self._last.setdefault(id(r), 0.0)
+        return dict(self._last)
+
+    def _span(self, now: dict[int, float]) -> tuple[float, float, float]:
+        """(joules, low, high) since the last :meth:`resume`."""
+        assert self._since is not None
+        base = self._since[1]
+        rapl = {r.device: r for r in self.readers if r.kind == "cpu" and r.method.startswith("measured:rapl")}
+        deltas = {d: 1e6 * (now[id(r)] - base.get(id(r), 0.0)) for d, r in rapl.items()}
+        skip = {id(rapl[m]) for m in mirrored_zones(deltas)} if len(rapl) > 1 else set()
+        j = lo = hi = 0.0
+        for r in self.readers:
+            if id(r) in skip:
+                continue
+            d = now[id(r)] - base.get(id(r), 0.0)
+            j += d
+            lo += d * r.low_factor if r.estimated else d
+            hi += d * r.high_factor if r.estimated else d
+        return j, lo, hi
+
+    def resume(self) -> None:
+        """Start counting (before a training span)."""
+        if self._since is None:
+            self._sync()
+            self._since = (time.perf_counter(), self._read())
+
+    def pause(self) -> None:
+        """Stop counting (before an evaluation or a checkpoint) and add the span to the totals."""
+        if self._since is not None:
+            self._sync()
+            j, lo, hi = self._span(self._read()) if self.readers else (0.0, 0.0, 0.0)
+            self.joules, self.low, self.high = self.joules + j, self.low + lo, self.high + hi
+            self.seconds += time.perf_counter() - self._since[0]
+            self._since = None
+
+    def now(self) -> tuple[float, float]:
+        """(joules, seconds) spent so far, the running span included; joules are NaN unmetered."""
+        j, s = self.joules, self.seconds
+        if self._since is not None:
+            s += time.perf_counter() - self._since[0]
+            if self.readers:
+                j += self._span(self._read())[0]
+        return (j if self.readers else math.nan), s
+
+    @staticmethod
+    def _sync() -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # queued kernels belong to the span that launched them
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps (call while paused)."""
+        return {"energy_j": self.joules, "energy_j_low": self.low, "energy_j_high": self.high, "wall_s": self.seconds}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's :meth:`state` (a resumed run's budget counts what came before)."""
+
+        def number(key: str, default: float) -> float:
+            value = state.get(key)
+            return default if value is None or not math.isfinite(float(value)) else float(value)
+
+        self.joules = number("energy_j", 0.0)
+        self.low = number("energy_j_low", self.joules)
+        self.high = number("energy_j_high", self.joules)
+        self.seconds = float(state.get("wall_s", 0.0))
+
+
 def _energy_paths(energy: bool | str | os.PathLike, out: Path) -> tuple[Path, Path] | None:
     """(energy log, device table) of a run, or None when it is not metered."""
     if energy is False or energy is None:
@@ -408,6 +566,8 @@ def _train(
     last = last_checkpoint(out)
     metrics_path = out / "metrics.jsonl"
     device, main, world = ctx.device, ctx.info.is_main, ctx.world_size
+    if config.energy_budget_j is not None and energy is False:
+        raise ValueError("--energy-budget: the run is not metered; expected a metered run (drop --no-energy)")
     rows = distributed.rank_rows(config.batch_size, ctx.rank, world)  # ValueError unless world | batch
     if deterministic:
         use_deterministic_kernels(device)
@@ -431,8 +591,12 @@ def _train(
     # Rank 0 reads and checks the checkpoint (its file system holds the run) and broadcasts the
     # payload or the error, so every rank resumes from the same state or fails with the same message.
     payload: Any = None
+    crops: list[tuple[str, torch.Tensor]] = []
     if main:
         try:
+            if config.eval_every:
+                assert val_set is not None
+                crops = heldout_crops(val_set, config.val_clips, config.val_samples, config.data)
             if resume:
                 payload = _read_resume(config, last)
             elif last.exists():
@@ -470,9 +634,16 @@ def _train(
             },
         )
 
-    def checkpoint(path: Path) -> None:
-        extra = {"train": config.to_dict(), "world_size": world, "backend": ctx.backend}
+    def checkpoint(path: Path, spent: dict[str, Any]) -> None:
+        extra = {"train": config.to_dict(), "world_size": world, "backend": ctx.backend, "spent": spent}
         save_checkpoint(path, model, optimizer, step, extra=extra)
+
+    def spent_state() -> dict[str, Any]:
+        """What every rank spent so far, for a checkpoint (a collective; pauses the count: a
+        checkpoint's write is not training)."""
+        spend.pause()
+        joules, low, high, _ = spent_total()
+        return {"energy_j": joules, "energy_j_low": low, "energy_j_high": high, "wall_s": spend.seconds}
 
     paths = _energy_paths(energy, out)
     meter = None
@@ -484,13 +655,61 @@ def _train(
             carbontracker_dir=out / "carbontracker" if carbontracker else None,
         )
         meter.start()
+    spend = TrainingSpend(meter.meter.readers if meter is not None and meter.meter is not None else [])
+    if resume:
+        # The checkpoint holds the total of every rank: rank 0 carries it on, the others restart at 0 J.
+        # Wall seconds run in parallel on every rank, so each rank carries them on.
+        before = dict(payload.get("extra", {}).get("spent", {}))
+        if not main:
+            before.update(energy_j=0.0, energy_j_low=0.0, energy_j_high=0.0)
+        spend.restore(before)
+    metered = meter is not None
+
+    def spent_total() -> tuple[float, float, float, float]:
+        """(joules, low, high, seconds) of every rank so far (a collective: every rank calls it)."""
+        j, secs = spend.now()
+        if not metered:
+            return math.nan, math.nan, math.nan, secs
+        running = 0.0 if math.isnan(j) else j - spend.joules  # the open span's joules
+        return (
+            ctx.total(0.0 if math.isnan(j) else j),
+            ctx.total(spend.low + running * (spend.low / spend.joules if spend.joules else 1.0)),
+            ctx.total(spend.high + running * (spend.high / spend.joules if spend.joules else 1.0)),
+            secs,
+        )
+
+    def mark() -> dict[str, Any]:
+        """Held-out NLL and what training has spent so far (spend paused; RNG untouched)."""
+        spend.pause()
+        joules, low, high, secs = spent_total()
+        record: dict[str, Any] = {
+            "kind": "mark",
+            "step": step,
+            "examples": step * config.batch_size,
+            "energy_j": joules,
+            "energy_method": spend.method if metered else "not metered",
+            "energy_j_low": low if metered and spend.estimated else None,
+            "energy_j_high": high if metered and spend.estimated else None,
+            "wall_s": secs,
+        }
+        if main:
+            saved = rng_state()
+            try:
+                record["heldout_nll_bits"] = heldout_nll(model, crops)["bits_per_sample"]
+            finally:
+                set_rng_state(saved)
+            append_metrics(metrics_path, record)
+        return record
 
     model.train()
     history: list[dict[str, Any]] = []
     start_time, samples, loss_value, val = time.perf_counter(), 0, float("nan"), None
+    stopped_by, marks = "steps", []
+    budgets = config.energy_budget_j is not None or config.time_budget_s is not None
     bar = tqdm(total=config.steps, initial=step, disable=not (progress and main), desc=config.name, unit="step")
     try:
         while step < config.steps:
+            spend.resume()
             batch = train_set.batch(step)  # batch of step s+1 is batch(s): a pure function of (seed, s)
             audio, mel = batch.audio[rows].to(device), batch.mel[rows].to(device)
             t0 = time.perf_counter()
@@ -519,7 +738,15 @@ def _train(
                 on_step(step, loss_value)
             bar.set_postfix(loss=f"{loss_value:.3f}", samples_s=f"{n / dt:,.0f}")
             bar.update(1)
-            stop = should_stop is not None and ctx.agree(bool(should_stop(step)))
+            over = _over_budget(config, spent_total()) if budgets else ""
+            asked = should_stop is not None and bool(should_stop(step))
+            stop = (should_stop is not None or budgets) and ctx.agree(asked or bool(over))
+            if stop:
+                stopped_by = over or "should_stop"
+                if main:
+                    append_metrics(metrics_path, {"kind": "stop", "step": step, "reason": stopped_by})
+            if config.eval_every and (step % config.eval_every == 0 or step == config.steps or stop):
+                marks.append(mark())
             if (config.val_every and step % config.val_every == 0) or step == config.steps or stop:
                 if main and config.val_clips:
                     val = validation_nll(model, val_set, config.val_clips, config.val_samples)
@@ -533,23 +760,51 @@ def _train(
                             "wall": time.perf_counter() - start_time,
                         },
                     )
+                spent = spent_state()
                 if main:
-                    checkpoint(last)
-            if main and config.checkpoint_every and step % config.checkpoint_every == 0:
-                checkpoint(ckpt_dir / f"step_{step:07d}.pt")
+                    checkpoint(last, spent)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                spent = spent_state()
+                if main:
+                    checkpoint(ckpt_dir / f"step_{step:07d}.pt", spent)
             if stop:
                 break
         bar.close()
+        spent = spent_state()
         if main and not last.exists():  # steps already reached at start (resume of a finished run)
-            checkpoint(last)
+            checkpoint(last, spent)
         merged = _finish_energy(ctx, meter, paths, step, metrics_path) if meter is not None else None
         meter = None
+        if main:
+            append_metrics(metrics_path, {"kind": "spent", "step": step, "method": spend.method, **spent})
     finally:
         if meter is not None:  # a failed run: stop the meter's threads and Carbontracker, log nothing
             meter.stop()
     return TrainResult(
-        out, step, last, loss_value, val, time.perf_counter() - start_time, samples, history, world, merged
+        out,
+        step,
+        last,
+        loss_value,
+        val,
+        time.perf_counter() - start_time,
+        samples,
+        history,
+        world,
+        merged,
+        spent=spent,
+        stopped_by=stopped_by,
+        marks=marks,
     )
+
+
+def _over_budget(config: TrainConfig, spent: tuple[float, float, float, float]) -> str:
+    """Which budget the run has used up ("" when none): ``spent`` is :func:`spent_total`'s tuple."""
+    joules, _, _, seconds = spent
+    if config.energy_budget_j is not None and joules >= config.energy_budget_j:
+        return f"energy budget {config.energy_budget_j:g} J reached ({joules:.4g} J of training)"
+    if config.time_budget_s is not None and seconds >= config.time_budget_s:
+        return f"time budget {config.time_budget_s:g} s reached ({seconds:.4g} s of training)"
+    return ""
 
 
 def _finish_energy(
@@ -636,6 +891,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between log lines ({d.log_every})")
     parser.add_argument(
+        "--energy-budget",
+        metavar="J",
+        help="stop once training (evaluation excluded, every rank, counted across resumes) has used this many joules",
+    )
+    parser.add_argument(
+        "--time-budget",
+        metavar="S",
+        help="stop once training (evaluation excluded, counted across resumes) has run this many wall seconds",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        help="steps between quality marks: held-out NLL (bits/sample) on fixed crops of --val-samples samples of "
+        "--val-clips validation clips, with the training energy so far; 0 = none (0)",
+    )
+    parser.add_argument(
         "--energy-log",
         default="",
         help="CSV the run's merged energy record is appended to (default <out>/energy_log.csv; the per-device "
@@ -691,7 +962,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
         name=name,
+        energy_budget_j=None if args.energy_budget is None else positive_number(args.energy_budget, "--energy-budget"),
+        time_budget_s=None if args.time_budget is None else positive_number(args.time_budget, "--time-budget"),
+        eval_every=0 if args.eval_every is None else _eval_every(args.eval_every),
     )
+
+
+def _eval_every(value: int) -> int:
+    """``--eval-every``: 0 is refused on the command line (leave the option out for no marks)."""
+    if value is None or value < 1:
+        raise ValueError(f"--eval-every: expected a positive number of steps, got {value!r} (omit it for no marks)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -750,6 +1031,14 @@ def run(args: argparse.Namespace) -> int:
         f"step {result.step}: train loss {result.final_train_loss:.4f}, validation NLL {val}; "
         f"checkpoint {result.last_checkpoint}"
     )
+    if result.stopped_by not in ("steps", "should_stop"):
+        print(f"stopped at step {result.step}: {result.stopped_by}")
+    if result.marks:
+        m = result.marks[-1]
+        print(
+            f"{len(result.marks)} quality mark(s); last: {m.get('heldout_nll_bits', math.nan):.4f} bits/sample "
+            f"held-out after {m['energy_j']:.4g} J ({m['energy_method']}) and {m['wall_s']:.1f} s of training"
+        )
     if result.energy is not None:
         e = result.energy
         missing = f", missing ranks {e.missing_ranks}" if e.missing_ranks else ""

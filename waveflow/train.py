@@ -121,7 +121,8 @@ class TrainConfig:
             across resumes) reaches this many joules; None: no energy budget. Needs the meter.
         time_budget_s: stop once the training wall seconds (evaluation excluded, counted across
             resumes) reach this; None: no time budget.
-        eval_every: steps between quality marks (held-out NLL + training energy); 0: no marks.
+        eval_every: steps between quality marks (held-out NLL + training energy); 0: no marks. At a
+            step with a mark, the validation record reuses the mark's NLL (the same model, scored once).
     """
 
     model: WaveFlowConfig = field(default_factory=WaveFlowConfig)
@@ -749,7 +750,13 @@ def _train(
                 marks.append(mark())
             if (config.val_every and step % config.val_every == 0) or step == config.steps or stop:
                 if main and config.val_clips:
-                    val = validation_nll(model, val_set, config.val_clips, config.val_samples)
+                    # A mark at this step already scored the held-out crops: reuse it rather than pay twice.
+                    marked = marks and marks[-1]["step"] == step and "heldout_nll_bits" in marks[-1]
+                    val = (
+                        marks[-1]["heldout_nll_bits"] * LN2
+                        if marked
+                        else validation_nll(model, val_set, config.val_clips, config.val_samples)
+                    )
                     append_metrics(
                         metrics_path,
                         {

@@ -1,0 +1,119 @@
+"""Energy to quality: interleaved budget runs on tiny models, and the derived tables on made-up marks."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pandas as pd
+import pytest
+
+from waveflow import energy_to_quality as e2q
+from waveflow.paths import LJSPEECH_MINI
+
+TINY = {"res_channels": 8, "n_flows": 2, "n_layers": 2}
+
+
+def marks(curves: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    """A marks table from ``{config: [(joules, nll bits), ...]}`` (one mark per step)."""
+    rows = [
+        dict(
+            config=c,
+            step=i + 1,
+            examples=i + 1,
+            energy_j=j,
+            energy_j_low=j / 3,
+            energy_j_high=j * 3,
+            energy_method="estimated:tdp×utilisation",
+            wall_s=float(i + 1),
+            heldout_nll_bits=b,
+        )
+        for c, pts in curves.items()
+        for i, (j, b) in enumerate(pts)
+    ]
+    return pd.DataFrame(rows, columns=e2q.COLUMNS)
+
+
+# Small starts fast and stalls; Big starts slow and overtakes it between 40 J and 80 J.
+CROSSING = marks({"Small": [(10, 3.0), (20, 2.5), (40, 2.4), (80, 2.35)], "Big": [(40, 2.9), (80, 2.2), (160, 1.9)]})
+
+
+def test_energy_to_targets_takes_the_first_mark_at_or_below_and_says_when_not_reached():
+    table = e2q.energy_to_targets(CROSSING, [2.5, 2.0])
+    got = {(r.target_nll_bits, r.config): r.energy_j for r in table.itertuples()}
+    assert got[(2.5, "Small")] == 20 and got[(2.5, "Big")] == 80
+    assert got[(2.0, "Small")] == e2q.NOT_REACHED and got[(2.0, "Big")] == 160
+    assert table[table.reached].step.tolist() == [2, 2, 3]
+
+
+def test_best_at_budgets_uses_the_quality_each_run_had_at_that_energy():
+    best = e2q.best_at_budgets(CROSSING, [20, 40, 80, 160])
+    assert best.best.tolist() == ["Small", "Small", "Big", "Big"]
+    assert math.isnan(best.Big.iloc[0]) and best.Small.iloc[3] == 2.35  # Small's last mark stands at 160 J
+    assert best.best_nll_bits.tolist() == [2.5, 2.4, 2.2, 1.9]
+
+
+def test_crossings_and_findings_are_computed_from_the_data():
+    crossed = e2q.crossings(CROSSING)
+    assert crossed.to_dict("records") == [{"energy_j": 80.0, "before": "Small", "after": "Big"}]
+    text = e2q.findings(CROSSING, e2q.best_at_budgets(CROSSING, [40, 160]), crossed)
+    assert "Small and Big cross by 80 J" in " ".join(text) and "Big has the lowest held-out NLL (1.9000" in text[0]
+    parallel = marks({"A": [(10, 3.0), (20, 2.0)], "B": [(10, 3.5), (20, 2.5)]})
+    assert e2q.crossings(parallel).empty
+    words = e2q.findings(parallel, e2q.best_at_budgets(parallel, [10, 20]), e2q.crossings(parallel))
+    assert "A is the best configuration at every budget" in words[1] and "No two curves cross" in words[2]
+
+
+def test_default_targets_and_budgets_lie_inside_the_data():
+    targets = e2q.default_targets(CROSSING)
+    assert len(targets) == 3 and all(1.9 < t < 3.0 for t in targets) and targets == sorted(targets, reverse=True)
+    budgets = e2q.default_budgets(CROSSING)
+    assert budgets[0] == pytest.approx(40) and budgets[-1] == pytest.approx(160)
+
+
+def test_marks_table_without_a_column_or_rows_is_refused():
+    with pytest.raises(ValueError, match=r"lacks columns \['heldout_nll_bits'\]"):
+        e2q.at_budget(CROSSING.drop(columns="heldout_nll_bits"))
+    with pytest.raises(ValueError, match="has no rows"):
+        e2q.energy_to_targets(CROSSING.iloc[:0], [1.0])
+
+
+def test_bad_options_are_refused_by_name():
+    with pytest.raises(ValueError, match="ENERGY_BUDGET_J: expected a positive number"):
+        e2q.BudgetRun(energy_budget_j=0)
+    with pytest.raises(ValueError, match="EVAL_EVERY"):
+        e2q.BudgetRun(energy_budget_j=1, eval_every=0)
+    with pytest.raises(ValueError, match=r"MODEL_OVERRIDES: unknown WaveFlow fields \['depth'\]"):
+        e2q.BudgetRun(energy_budget_j=1, model_overrides={"depth": 2}).model("WF1")
+
+
+def test_run_budget_interleaves_configurations_and_stops_each_at_the_budget(tmp_path):
+    chunks = []
+    opts = e2q.BudgetRun(
+        energy_budget_j=1e9,
+        eval_every=1,
+        max_steps=2,
+        batch_size=1,
+        segment=2048,
+        val_samples=4096,
+        data=str(LJSPEECH_MINI),
+        out=str(tmp_path),
+        device="cpu",
+        model_overrides=TINY,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the generic-TDP advice of the meter
+        table = e2q.run_budget(["WF1", "WF2"], opts, on_chunk=lambda c, s: chunks.append((c, s)))
+    assert chunks == [("WF1", 1), ("WF2", 1), ("WF1", 2), ("WF2", 2)]  # round-robin, not one after the other
+    assert list(table.columns) == e2q.COLUMNS and table.step.tolist() == [1, 2, 1, 2]
+    assert (table.energy_j > 0).all() and table.heldout_nll_bits.map(math.isfinite).all()
+    assert not (tmp_path / "warmup-WF1").exists()
+    # Now a budget below one step: each configuration stops after its first step, from scratch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = e2q.run_budget(
+            ["WF1", "WF2"], e2q.BudgetRun(**{**opts.__dict__, "energy_budget_j": 1e-6, "max_steps": 5})
+        )
+    assert small.step.tolist() == [1, 1] and e2q.at_budget(small).config.tolist() == ["WF1", "WF2"]
+    table = e2q.with_provenance(small, "quick")
+    assert set(table.profile) == {"quick"} and "logical cores" in table.machine.iloc[0]

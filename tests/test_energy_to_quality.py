@@ -58,6 +58,8 @@ def test_crossings_and_findings_are_computed_from_the_data():
     assert crossed.to_dict("records") == [{"energy_j": 80.0, "before": "Small", "after": "Big"}]
     text = e2q.findings(CROSSING, e2q.best_at_budgets(CROSSING, [40, 160]), crossed)
     assert "Small and Big cross by 80 J" in " ".join(text) and "Big has the lowest held-out NLL (1.9000" in text[0]
+    capped = e2q.findings(CROSSING, e2q.best_at_budgets(CROSSING, [160]), pd.concat([crossed] * 3), max_crossings=2)
+    assert "... and 1 more crossings up to 80 J" in capped[-1] and len(capped) == 2 + 2 + 1
     parallel = marks({"A": [(10, 3.0), (20, 2.0)], "B": [(10, 3.5), (20, 2.5)]})
     assert e2q.crossings(parallel).empty
     words = e2q.findings(parallel, e2q.best_at_budgets(parallel, [10, 20]), e2q.crossings(parallel))

@@ -328,8 +328,15 @@ def crossings(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["energy_j", "before", "after"]).sort_values("energy_j", ignore_index=True)
 
 
-def findings(table: pd.DataFrame, budgets: pd.DataFrame, crossed: pd.DataFrame, method: str | None = None) -> list[str]:
-    """The derived tables in words, every number from the data (for the notebook and the README)."""
+def findings(
+    table: pd.DataFrame,
+    budgets: pd.DataFrame,
+    crossed: pd.DataFrame,
+    method: str | None = None,
+    max_crossings: int = 5,
+) -> list[str]:
+    """The derived tables in words, every number from the data (for the notebook and the README);
+    the first ``max_crossings`` crossings are spelled out, the rest counted."""
     check_marks(table)
     method = method or " / ".join(sorted(set(table.energy_method.dropna())))
     lines = []
@@ -346,10 +353,15 @@ def findings(table: pd.DataFrame, budgets: pd.DataFrame, crossed: pd.DataFrame, 
         lines.append(f"{leaders[0]} is the best configuration at every budget compared ({len(leaders)} budgets).")
     if crossed.empty:
         lines.append("No two curves cross within the energy range both cover.")
-    for r in crossed.itertuples():
+    for r in crossed.head(max_crossings).itertuples():
         lines.append(
             f"The curves of {r.before} and {r.after} cross by {r.energy_j:.3g} J: below it {r.before} has the lower "
             f"held-out NLL, from there on {r.after}."
+        )
+    if len(crossed) > max_crossings:
+        lines.append(
+            f"... and {len(crossed) - max_crossings} more crossings up to {crossed.energy_j.max():.3g} J "
+            "(the crossings table lists them all); curves that cross this often are within each other's noise."
         )
     return lines
 
@@ -363,7 +375,9 @@ def with_provenance(table: pd.DataFrame, profile: str, machine: str | None = Non
 def at_budget(table: pd.DataFrame) -> pd.DataFrame:
     """Each configuration's last mark (its quality at the common budget): one row per configuration."""
     check_marks(table)
-    return table.sort_values("step").groupby("config", sort=False).tail(1).reset_index(drop=True)
+    order = {c: i for i, c in enumerate(dict.fromkeys(table.config))}
+    last = table.sort_values("step").groupby("config", sort=False).tail(1)
+    return last.sort_values("config", key=lambda c: c.map(order)).reset_index(drop=True)
 
 
 __all__ = [

@@ -119,3 +119,57 @@ def test_run_budget_interleaves_configurations_and_stops_each_at_the_budget(tmp_
     assert small.step.tolist() == [1, 1] and e2q.at_budget(small).config.tolist() == ["WF1", "WF2"]
     table = e2q.with_provenance(small, "quick")
     assert set(table.profile) == {"quick"} and "logical cores" in table.machine.iloc[0]
+
+
+def test_energy_to_quality_figure_is_log_x_names_the_method_and_records_provenance():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from waveflow.analysis import figures
+
+    fig = figures.plot_energy_to_quality(CROSSING, budget_j=160)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "estimated:tdp×utilisation" in ax.get_xlabel()
+    assert len(ax.get_lines()) == 2 + 1 and "low–high bound" in ax.get_title()  # two curves and the budget line
+    data = figures.energy_to_quality_figure_data(CROSSING, "quick", "test machine")
+    assert set(data.profile) == {"quick"} and set(data.machine) == {"test machine"} and len(data) == len(CROSSING)
+
+
+def test_measured_pareto_labels_and_ticks_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.text import Text
+
+    from waveflow.analysis import figures
+
+    # WF1 and WF2 at almost the same point: their labels overlapped in the old figure.
+    table = pd.DataFrame(
+        {
+            "config": ["WF1", "WF2", "WF3", "WF4", "WF5"],
+            "heldout_nll_bits": [1.3000, 1.3001, 1.29, 1.28, 1.25],
+            "energy_j": [15.1, 15.2, 15.9, 16.4, 17.0],
+            "energy_j_low": [5.0, 5.1, 5.3, 5.5, 5.7],
+            "energy_j_high": [420.0, 425.0, 445.0, 460.0, 476.0],
+            "energy_method": ["estimated:tdp×utilisation"] * 5,
+            "e_gen_wh": [0.010, 0.0101, 0.02, 0.04, 0.16],
+            "e_gen_wh_low": [0.003, 0.003, 0.007, 0.013, 0.05],
+            "e_gen_wh_high": [0.28, 0.28, 0.56, 1.1, 4.5],
+            "e_gen_wh_kind": ["extrapolated from 0.5 s (estimated:tdp×utilisation)"] * 5,
+        }
+    )
+    fig = figures.plot_measured_pareto(table)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        assert "_" not in ax.get_xlabel().split("\n")[0] and "_" not in ax.get_title()  # words, not column names
+        # The text's own box (an Annotation's extent would include its leader line).
+        labels = [Text.get_window_extent(t, renderer) for t in ax.texts if t.get_text() in set(table.config)]
+        assert len(labels) == 5
+        for i, a in enumerate(labels):
+            assert not any(a.overlaps(b) for b in labels[i + 1 :])
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+        ticks = [t for t in ticks if ax.bbox.x0 - 5 <= t.x0 <= ax.bbox.x1 + 5]
+        assert 1 <= len(ticks) <= 6
+        for i, a in enumerate(ticks):
+            assert not any(a.overlaps(b) for b in ticks[i + 1 :])

@@ -684,7 +684,7 @@ def plot_energy_to_quality(marks: pd.DataFrame, budget_j: float | None = None, t
         x, y = m.energy_j.to_numpy(dtype=float), m.heldout_nll_bits.to_numpy(dtype=float)
         low, high = m.energy_j_low.to_numpy(dtype=float), m.energy_j_high.to_numpy(dtype=float)
         if np.isfinite(low).all() and np.isfinite(high).all() and len(x):
-            ax.fill_betweenx(y, low, high, color=color, alpha=0.12, lw=0)
+            ax.fill_betweenx(y, low, high, color=color, alpha=0.07, lw=0)
         ax.plot(x, y, marker="o", ms=4, color=color, label=str(name))
     if budget_j is not None:
         ax.axvline(budget_j, color="0.4", ls="--", lw=1)
@@ -695,8 +695,90 @@ def plot_energy_to_quality(marks: pd.DataFrame, budget_j: float | None = None, t
     ax.set_xscale("log")
     ax.set_xlabel(_axis_label("training energy so far (J, evaluation excluded)", marks, "energy_method"), fontsize=9)
     ax.set_ylabel("held-out NLL (bits per sample)")
-    band = " Shaded: the estimate's low–high bound." if marks.energy_j_low.notna().any() else ""
-    ax.set_title(title or f"Quality bought per joule of training.{band}", fontsize=10)
+    band = "\nshaded: the energy estimate's low–high bound" if marks.energy_j_low.notna().any() else ""
+    ax.set_title((title or "Quality bought per joule of training") + band, fontsize=10)
     ax.legend(title="configuration", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _dodged_labels(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], gap_pt: float = 11) -> None:
+    """Label points so that no two labels overlap: labels are stacked upwards in display space, each at
+    least ``gap_pt`` points above the previous one, with a thin leader line when moved off its point."""
+    ax.autoscale_view()
+    pts = ax.transData.transform(np.column_stack([np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)]))
+    px_per_pt = ax.figure.dpi / 72.0
+    last = -np.inf
+    for i in np.argsort(pts[:, 1], kind="stable"):
+        y = max(pts[i, 1], last + gap_pt * px_per_pt)
+        last = y
+        dy = (y - pts[i, 1]) / px_per_pt
+        ax.annotate(
+            str(labels[i]), (xs[i], ys[i]), xytext=(7, dy - 3), textcoords="offset points", fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if dy > 1 else None,
+        )  # fmt: skip
+
+
+def _sparse_ticks(ax, axis: str, log: bool) -> None:
+    """At most a handful of tick labels in plain numbers, so neighbouring labels never run together."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    # 1-2-5 ticks within two decades; beyond, powers of ten only (a 1-2-5 series would crowd the axis)
+    subs = (1.0, 2.0, 5.0) if log and lo > 0 and np.log10(hi / lo) <= 2 else (1.0,)
+    target.set_major_locator(LogLocator(subs=subs, numticks=5) if log else MaxNLocator(4))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def plot_measured_pareto(table: pd.DataFrame, title_note: str = "") -> plt.Figure:
+    """Notebook 05 on our measurements: held-out NLL at the common training budget of notebook 06
+    against the training energy spent (the budget) and against E_gen measured in notebook 04.
+
+    ``table`` has one row per configuration with ``config, heldout_nll_bits, energy_j(_low/_high),
+    energy_method, e_gen_wh(_low/_high), e_gen_wh_kind``. Optimal points are blue, dominated red; an
+    estimated energy has its low/high bound as a horizontal error bar. Titles and axes are in words,
+    tick labels are few and plain, and point labels are stacked so none overlap.
+    """
+    from .pareto import pareto_table
+
+    spaces = {
+        "training": ("energy_j", "energy_method", "training energy spent (J; the common budget of notebook 06)"),
+        "generation": ("e_gen_wh", "e_gen_wh_kind", "energy to generate 100 s of audio (Wh, notebook 04)"),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (space, (x, method, words)) in zip(axes, spaces.items()):
+        t = pareto_table(table, ["heldout_nll_bits", x], "config")
+        for optimal, color, name in ((True, "tab:blue", "Pareto optimal"), (False, "tab:red", "dominated")):
+            part = t[t.pareto_optimal == optimal]
+            if len(part):
+                ax.scatter(part[x], part.heldout_nll_bits, color=color, s=40, zorder=3, label=name)
+        low, high = f"{x}_low", f"{x}_high"
+        bounded = {low, high} <= set(table.columns) and bool(table[low].notna().all())
+        if bounded:
+            v = table[x].to_numpy(dtype=float)
+            xerr = np.vstack([v - table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float) - v])
+            ax.errorbar(v, table.heldout_nll_bits, xerr=xerr, fmt="none", ecolor="0.6", capsize=3, lw=1, zorder=2)
+        # log when the numbers or their bounds span a factor of 3 or more (an estimate's bound often does)
+        span = table[[x, high]] if bounded else table[[x]]
+        log = space == "generation" or bounded or float(span.max().max()) > 3 * float(table[x].min())
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(_axis_label(words, table, method), fontsize=9)
+        ax.set_ylabel("held-out NLL at the common budget\n(bits per sample; lower is better)", fontsize=9)
+        dominated = ", ".join(t.loc[~t.pareto_optimal, "config"].astype(str)) or "none"
+        what = "training energy" if space == "training" else "generation energy"
+        ax.set_title(f"Quality against {what}: dominated {dominated}", fontsize=10)
+        ax.margins(x=0.15, y=0.2)
+        _sparse_ticks(ax, "x", log)
+        _sparse_ticks(ax, "y", False)
+    axes[0].legend(fontsize=8, loc="best")
+    if title_note:
+        fig.suptitle(title_note, fontsize=10)
+    fig.tight_layout()
+    # Labels last: their offsets are computed in display space, which the layout above has fixed.
+    for ax, (x, _, _) in zip(axes, spaces.values()):
+        _dodged_labels(ax, table[x].to_numpy(dtype=float), table.heldout_nll_bits.to_numpy(dtype=float), table.config)
     return fig

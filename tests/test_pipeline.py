@@ -141,3 +141,12 @@ def test_repository_notebooks_are_clean_and_profiles_match():
             if stem == "shared" or stem not in stems:
                 continue
             assert parameters_for(NOTEBOOKS / f"{stem}.ipynb", prof)[1] == [], (profile, stem)
+
+
+def test_a_notebook_runs_after_the_notebooks_it_reads(tmp_path):
+    for stem in ("01_a", "04_b", "05_pareto", "06_budget", "07_more"):
+        make_notebook(tmp_path / f"{stem}.ipynb", "X = 1")
+    assert [p.stem[:2] for p in select_notebooks(tmp_path)] == ["01", "04", "06", "05", "07"]
+    assert [p.stem[:2] for p in select_notebooks(tmp_path, only=["05", "06"])] == ["06", "05"]
+    (tmp_path / "06_budget.ipynb").unlink()
+    assert [p.stem[:2] for p in select_notebooks(tmp_path)] == ["01", "04", "05", "07"]

@@ -100,9 +100,28 @@ def parameters_for(
     return params, ignored
 
 
+#: Notebooks that read another's results run after it, whatever their numbers: notebook 05 draws our
+#: measured Pareto fronts from 04's E_gen and from 06's quality at a common energy budget.
+RUNS_AFTER: dict[str, tuple[str, ...]] = {"05": ("04", "06")}
+
+
+def _in_run_order(notebooks: list[Path]) -> list[Path]:
+    """Sorted by number, except that a notebook in :data:`RUNS_AFTER` moves behind the notebooks it reads."""
+    order = sorted(notebooks)
+    for number, after in RUNS_AFTER.items():
+        nb = next((p for p in order if p.stem.split("_", 1)[0] == number), None)
+        if nb is None:
+            continue
+        last = max((i for i, p in enumerate(order) if p.stem.split("_", 1)[0] in after), default=-1)
+        if last > order.index(nb):
+            order.remove(nb)
+            order.insert(last, nb)  # `last` shifted down by one when nb was removed before it
+    return order
+
+
 def select_notebooks(notebooks_dir: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
-    """``NN_*.ipynb`` in sorted order, optionally those whose number or stem is in ``only``."""
-    found = sorted(p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    """``NN_*.ipynb`` in run order (:func:`_in_run_order`), optionally those whose number or stem is in ``only``."""
+    found = _in_run_order([p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")])
     if not only:
         return found
     wanted = [w.strip() for item in only for w in str(item).split(",") if w.strip()]

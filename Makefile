@@ -12,7 +12,7 @@ PORT ?= 8888
 .PHONY: help venv test test-unit test-notebooks reproduce bench gpu-check lint lab clean
 
 help: ## List the targets
-	@echo "Usage: make <target> [PROFILE=quick|paper] [DATA=/path/LJSpeech-1.1]"
+	@echo "Usage: make <target> [PROFILE=quick|medium|paper] [DATA=/path/LJSpeech-1.1]"
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 # The environment is rebuilt when the pins change. torch is pinned to an exact CPU-compatible
@@ -34,7 +34,7 @@ test-notebooks: $(STAMP) ## Notebooks only, under nbval (outputs go to build/tes
 	WAVEFLOW_FIGURES=$(CURDIR)/build/test-outputs/figures WAVEFLOW_RESULTS=$(CURDIR)/build/test-outputs/results \
 	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
 
-reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|paper, DATA=LJSpeech folder)
+reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|medium|paper, DATA=LJSpeech folder)
 	$(PY) -m waveflow reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
 
 bench: $(STAMP) ## Speed/overhead benchmarks (synthesis vs peak, meter overhead)

@@ -84,49 +84,45 @@ def _bounds(row, value: str, stem: str | None = None) -> tuple[float, float]:
     return getattr(row, f"{stem}_low", getattr(row, value)), getattr(row, f"{stem}_high", getattr(row, value))
 
 
+def _tidy(
+    config: str, quantity: str, value: float, low: float, high: float, source: str, method: str, **extra: object
+) -> dict[str, object]:
+    """One plotted number: the columns every figure CSV shares, then any extra ones."""
+    row = {"config": config, "quantity": quantity, "value": value, "low": low, "high": high}
+    return {**row, "source": source, "method": method, **extra}
+
+
+def _ours(
+    r, quantity: str, column: str, source: str, method: str, stem: str | None = None, **extra: object
+) -> dict[str, object]:
+    """Our number in ``column`` of result row ``r``, with the estimate's bounds (``<stem>_low/_high``)."""
+    return _tidy(r.config, quantity, getattr(r, column), *_bounds(r, column, stem), source, method, **extra)
+
+
+def _paper(config: str, quantity: str, value: float, source: str, method: str, **extra: object) -> dict[str, object]:
+    """The paper's number: no modelled interval, so low = high = value."""
+    return _tidy(config, quantity, value, value, value, source, method, **extra)
+
+
 def training_figure_data(training: pd.DataFrame, table2: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows: per config, J per training example (ours) and E_train (ours extrapolated, paper's),
     each with its low/high bound (equal to the value where no interval is modelled) and method."""
     paper = table2.set_index("model")["e_train_kwh"]
     rows = []
     for r in training.itertuples():
-        lo, hi = _bounds(r, "j_per_example")
+        rows.append(_ours(r, "j_per_example", "j_per_example", "this machine", r.energy_method))
         rows.append(
-            {
-                "config": r.config,
-                "quantity": "j_per_example",
-                "value": r.j_per_example,
-                "low": lo,
-                "high": hi,
-                "source": "this machine",
-                "method": r.energy_method,
-            }
-        )
-        lo, hi = _bounds(r, "e_train_kwh_extrapolated", "e_train_kwh")
-        rows.append(
-            {
-                "config": r.config,
-                "quantity": "e_train_kwh",
-                "value": r.e_train_kwh_extrapolated,
-                "low": lo,
-                "high": hi,
-                "source": "this machine, extrapolated",
-                "method": r.e_train_label,
-            }
+            _ours(
+                r,
+                "e_train_kwh",
+                "e_train_kwh_extrapolated",
+                "this machine, extrapolated",
+                r.e_train_label,
+                stem="e_train_kwh",
+            )
         )
         if r.config in paper.index:
-            value = float(paper[r.config])
-            rows.append(
-                {
-                    "config": r.config,
-                    "quantity": "e_train_kwh",
-                    "value": value,
-                    "low": value,
-                    "high": value,
-                    "source": PAPER_E_TRAIN,
-                    "method": PAPER_E_TRAIN_METHOD,
-                }
-            )
+            rows.append(_paper(r.config, "e_train_kwh", float(paper[r.config]), PAPER_E_TRAIN, PAPER_E_TRAIN_METHOD))
     return pd.DataFrame(rows)
 
 
@@ -217,62 +213,25 @@ def inference_figure_data(
     paper = table2.set_index("model")["e_gen_wh"]
     rows = []
     for r in inference.itertuples():
-        lo, hi = _bounds(r, "e_gen_wh")
-        rows.append(
-            {
-                "config": r.config,
-                "quantity": "e_gen_wh",
-                "value": r.e_gen_wh,
-                "low": lo,
-                "high": hi,
-                "source": "this machine",
-                "method": r.e_gen_label,
-                "batch_size": r.batch_size,
-            }
-        )
-        lo, hi = _bounds(r, "j_per_gflop")
-        rows.append(
-            {
-                "config": r.config,
-                "quantity": "j_per_gflop",
-                "value": r.j_per_gflop,
-                "low": lo,
-                "high": hi,
-                "source": "this machine",
-                "method": r.energy_method,
-                "batch_size": r.batch_size,
-            }
-        )
+        b = r.batch_size
+        rows.append(_ours(r, "e_gen_wh", "e_gen_wh", "this machine", r.e_gen_label, batch_size=b))
+        rows.append(_ours(r, "j_per_gflop", "j_per_gflop", "this machine", r.energy_method, batch_size=b))
         if r.config in paper.index:
-            value = float(paper[r.config])
             rows.append(
-                {
-                    "config": r.config,
-                    "quantity": "e_gen_wh",
-                    "value": value,
-                    "low": value,
-                    "high": value,
-                    "source": PAPER_E_GEN,
-                    "method": PAPER_E_GEN_METHOD,
-                    "batch_size": None,
-                }
+                _paper(r.config, "e_gen_wh", float(paper[r.config]), PAPER_E_GEN, PAPER_E_GEN_METHOD, batch_size=None)
             )
-    if sweep is not None:
-        for r in sweep.itertuples():
-            lo, hi = _bounds(r, "j_per_audio_s")
-            rows.append(
-                {
-                    "config": r.config,
-                    "quantity": "sweep_j_per_audio_s",
-                    "value": r.j_per_audio_s,
-                    "low": lo,
-                    "high": hi,
-                    "source": "this machine",
-                    "method": r.energy_method,
-                    "batch_size": r.batch_size,
-                    "within_noise": getattr(r, "within_noise", None),
-                }
+    for r in sweep.itertuples() if sweep is not None else ():
+        rows.append(
+            _ours(
+                r,
+                "sweep_j_per_audio_s",
+                "j_per_audio_s",
+                "this machine",
+                r.energy_method,
+                batch_size=r.batch_size,
+                within_noise=getattr(r, "within_noise", None),
             )
+        )
     return pd.DataFrame(rows)
 
 
@@ -654,20 +613,9 @@ def plot_zoo_costs(
 # ------------------------------------------------------------------------------------------------
 # energy to quality (notebook 06)
 def energy_to_quality_figure_data(marks: pd.DataFrame, profile: str, machine: str) -> pd.DataFrame:
-    """The plotted marks (one row per configuration and mark) with the profile and machine they came
-    from, so a later run that overwrites the figure is visible in its CSV."""
-    cols = [
-        "config",
-        "step",
-        "examples",
-        "energy_j",
-        "energy_j_low",
-        "energy_j_high",
-        "energy_method",
-        "wall_s",
-        "heldout_nll_bits",
-    ]
-    return marks[cols].assign(profile=profile, machine=machine)
+    """The plotted marks (``waveflow.energy_to_quality.COLUMNS``, one row per configuration and mark) with
+    the profile and machine they came from, so a later run that overwrites the figure is visible in its CSV."""
+    return marks.assign(profile=profile, machine=machine)
 
 
 def plot_energy_to_quality(marks: pd.DataFrame, budget_j: float | None = None, title: str = "") -> plt.Figure:

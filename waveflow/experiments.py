@@ -27,27 +27,20 @@ import pandas as pd
 import torch
 
 from . import quality
+from .analysis.sweep import SWEEP_NOISE as SWEEP_NOISE  # re-exported: notebooks cite experiments.SWEEP_NOISE
+from .analysis.sweep import mark_optimum
 from .audio import SAMPLE_RATE, log_mel, samples_for
 from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
 from .devices import resolve_device
 from .energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
 from .flops import count as count_flops
 from .model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, synthesize
-from .train import PAPER_BATCH, TrainConfig, train
+from .train import PAPER_BATCH, PAPER_STEPS, TrainConfig, train
 
 #: 16,000-sample training crops, as in WaveFlow (Ping et al.) and its released code; Douwes et al.
 #: state the batch (8) but not the crop length.
 PAPER_SEGMENT = DEFAULT_SEGMENT
-#: Steps of the paper's training schedule by residual channels r (Section 5.1 of Douwes et al.). The
-#: paper's sentence lists r = 96 both with the 3 M-step "lighter" models and with the 2 M-step
-#: "medium" ones; we read 3 M, the only reading consistent with its Table 2 (at 2 M steps WF3's
-#: energy per step, 362.7 kWh/M, would exceed WF4's, 322.4 kWh/M, although WF3 is the smaller model).
-PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
 E_GEN_SECONDS = 100.0  # E_gen is the energy to generate 100 s of audio
-#: Relative spread of repeated energy-per-audio-second measurements of the same synthesis on the
-#: shared CI VM (the same configuration and batch measured 10 % apart within one notebook run; see
-#: the fidelity review's D15). Batch sizes within this margin of the lowest are not told apart.
-SWEEP_NOISE = 0.10
 
 
 def _bounds(record: EnergyRecord) -> tuple[float, float]:
@@ -437,11 +430,7 @@ def batch_sweep(
     for b in sizes:
         row = measure_inference(name, model, [mel] * n_clips, batch_size=b, **kwargs)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    best = table["j_per_audio_s"].min()
-    table["optimal"] = table["j_per_audio_s"] == best
-    table["within_noise"] = table["j_per_audio_s"] <= best * (1 + SWEEP_NOISE)
-    return table
+    return mark_optimum(pd.DataFrame(rows))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -84,6 +84,11 @@ from .quality import heldout_nll
 
 LN2 = math.log(2.0)
 PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
+#: Steps of the paper's training schedule by residual channels r (Section 5.1 of Douwes et al.). The
+#: paper's sentence lists r = 96 both with the 3 M-step "lighter" models and with the 2 M-step
+#: "medium" ones; we read 3 M, the only reading consistent with its Table 2 (at 2 M steps WF3's
+#: energy per step, 362.7 kWh/M, would exceed WF4's, 322.4 kWh/M, although WF3 is the smaller model).
+PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
 #: Options that decide which batches are drawn and how the optimiser steps: a resume must keep them.
 RESUME_MUST_MATCH = ("data", "batch_size", "segment", "lr", "grad_clip", "seed")
 

@@ -36,12 +36,13 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .analysis.sweep import mark_optimum
 from .data import DEFAULT_SEGMENT
 from .devices import resolve_device
 from .energy import J_PER_KWH, EnergyMeter, EnergyRecord, append_record, hardware
 from .flops import count as count_flops
 from .model import PAPER, WaveFlow
-from .train import PAPER_BATCH
+from .train import PAPER_BATCH, PAPER_STEPS
 from .zoo import (
     MODEL_NAMES,
     FloWaveNetConfig,
@@ -70,10 +71,9 @@ VARIABLE_LENGTH = {"samplernn": SampleRNNConfig().big_frame_size, "flowavenet": 
 DEFAULT_CLIP_S = {"samplernn": 0.01, "flowavenet": None}  # None: the 15,872-sample training chunk
 
 #: The reference row: WaveFlow WF2 (h = 16, r = 64), trained by Douwes et al. on 4 TITAN V for 3 M
-#: steps of 8 x 16,000 samples (their section 5.1; the same figure as ``experiments.PAPER_STEPS[64]``,
-#: which this module may not import). They measured its energy and published no hours.
+#: steps of 8 x 16,000 samples (their section 5.1). They measured its energy and published no hours.
 REFERENCE = "WF2"
-REFERENCE_STEPS = 3_000_000
+REFERENCE_STEPS = PAPER_STEPS[PAPER[REFERENCE].config.res_channels]
 REFERENCE_GPUS = 4
 REFERENCE_CLIP_S = 10.0  # the paper's E_gen clips: 10 s at 22.05 kHz
 
@@ -91,9 +91,6 @@ UTILISATION_MAX_PLAUSIBLE = 0.5
 #: Below this, the hours are dominated by something other than the counted matrix work (evaluation,
 #: sampling, data loading, idle time) or the step count is too low.
 UTILISATION_LOW = 0.05
-#: Batch sizes within this relative margin of the lowest energy per audio second are not told apart
-#: (the spread of repeated measurements on the shared CI VM; as ``experiments.SWEEP_NOISE``).
-SWEEP_NOISE = 0.10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,7 +406,8 @@ def zoo_batch_sweep(
     model: str | ZooModel, batch_sizes: Iterable[int], examples: int | None = None, **kwargs: Any
 ) -> pd.DataFrame:
     """Energy per audio second at each batch size, about ``examples`` (default the largest batch)
-    examples each; ``optimal`` marks the lowest, ``within_noise`` those within :data:`SWEEP_NOISE` of it."""
+    examples each; ``optimal`` marks the lowest, ``within_noise`` those within
+    :data:`waveflow.analysis.sweep.SWEEP_NOISE` of it."""
     sizes = sorted({_positive_int(b, "zoo_batch_sweep batch size") for b in batch_sizes})
     if not sizes:
         raise ValueError("zoo_batch_sweep: batch_sizes is empty; expected at least one positive integer")
@@ -418,11 +416,7 @@ def zoo_batch_sweep(
         dev = resolve_device(kwargs.get("device", "cpu"))
         model = _model(model, kwargs.pop("width_scale", 1.0), kwargs.pop("tiny", False), dev)
     rows = [measure_zoo_inference(model, batch=b, calls=-(-total // b), **kwargs) for b in sizes]
-    table = pd.DataFrame(rows)
-    best = table["j_per_audio_s"].min()
-    table["optimal"] = table["j_per_audio_s"] == best
-    table["within_noise"] = table["j_per_audio_s"] <= best * (1 + SWEEP_NOISE)
-    return table
+    return mark_optimum(pd.DataFrame(rows))
 
 
 def measure_zoo_training(

@@ -554,6 +554,93 @@ def train(
             ctx.close()  # after a failure the group may be half dead: the process exit releases it
 
 
+def _open_run(
+    ctx: distributed.DistContext, config: TrainConfig, resume: bool, last: Path, val_set: LJSpeech | None
+) -> tuple[Any, list[tuple[str, torch.Tensor]]]:
+    """``(checkpoint payload or None, held-out crops)`` of the run about to start.
+
+    Rank 0 reads and checks the checkpoint (its file system holds the run) and broadcasts the
+    payload or the error, so every rank resumes from the same state or fails with the same message.
+    """
+    payload: Any = None
+    crops: list[tuple[str, torch.Tensor]] = []
+    if ctx.info.is_main:
+        try:
+            if config.eval_every:
+                assert val_set is not None
+                crops = heldout_crops(val_set, config.val_clips, config.val_samples, config.data)
+            if resume:
+                payload = _read_resume(config, last)
+            elif last.exists():
+                raise ValueError(
+                    f"--out {config.out} already holds a run ({last}); pass --resume to continue it or choose "
+                    "another --out"
+                )
+        except (ValueError, FileNotFoundError) as exc:
+            payload = exc
+    payload = ctx.broadcast(payload)
+    if isinstance(payload, Exception):
+        raise payload
+    return payload, crops
+
+
+def _write_start(
+    ctx: distributed.DistContext,
+    config: TrainConfig,
+    resume: bool,
+    step: int,
+    model: WaveFlow,
+    train_clips: int,
+    validation_clips: int,
+) -> None:
+    """Rank 0: the run's options (``run.json``, atomic) and its start/resume line in the metrics log."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
+    atomic_write(out / "run.json", lambda p: Path(p).write_text(run_json))
+    record = {
+        "kind": "start" if not resume else "resume",
+        "step": step,
+        "time": time.time(),
+        "host": socket.gethostname(),
+        "device": str(ctx.device),
+        "world_size": ctx.world_size,
+        "backend": ctx.backend,
+        "params": model.num_parameters(),
+        "train_clips": train_clips,
+        "validation_clips": validation_clips,
+    }
+    append_metrics(out / "metrics.jsonl", record)
+
+
+def _validate(
+    config: TrainConfig,
+    model: WaveFlow,
+    val_set: LJSpeech,
+    step: int,
+    marks: list[dict[str, Any]],
+    metrics_path: Path,
+    start_time: float,
+) -> float:
+    """Validation NLL (nats/sample) at ``step``, logged. A quality mark at this step already scored
+    the held-out crops: its NLL is reused rather than paid for twice."""
+    marked = marks and marks[-1]["step"] == step and "heldout_nll_bits" in marks[-1]
+    val = (
+        marks[-1]["heldout_nll_bits"] * LN2
+        if marked
+        else validation_nll(model, val_set, config.val_clips, config.val_samples)
+    )
+    record = {
+        "kind": "validation",
+        "step": step,
+        "val_nll": val,
+        "val_bits": val / LN2,
+        "wall": time.perf_counter() - start_time,
+    }
+    append_metrics(metrics_path, record)
+    return val
+
+
 def _train(
     ctx: distributed.DistContext,
     config: TrainConfig,
@@ -594,26 +681,7 @@ def _train(
     torch.manual_seed(config.seed)
     model = WaveFlow(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    # Rank 0 reads and checks the checkpoint (its file system holds the run) and broadcasts the
-    # payload or the error, so every rank resumes from the same state or fails with the same message.
-    payload: Any = None
-    crops: list[tuple[str, torch.Tensor]] = []
-    if main:
-        try:
-            if config.eval_every:
-                assert val_set is not None
-                crops = heldout_crops(val_set, config.val_clips, config.val_samples, config.data)
-            if resume:
-                payload = _read_resume(config, last)
-            elif last.exists():
-                raise ValueError(
-                    f"--out {out} already holds a run ({last}); pass --resume to continue it or choose another --out"
-                )
-        except (ValueError, FileNotFoundError) as exc:
-            payload = exc
-    payload = ctx.broadcast(payload)
-    if isinstance(payload, Exception):
-        raise payload
+    payload, crops = _open_run(ctx, config, resume, last, val_set)
     step = _restore(payload, model, optimizer) if resume else 0
     before = int(payload.get("extra", {}).get("world_size", 1)) if resume else world
     if resume and before != world and main:
@@ -621,24 +689,7 @@ def _train(
     loss_fn = ctx.wrap(_NegLogLikelihood(model))
 
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        run_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
-        atomic_write(out / "run.json", lambda p: Path(p).write_text(run_json))
-        append_metrics(
-            metrics_path,
-            {
-                "kind": "start" if not resume else "resume",
-                "step": step,
-                "time": time.time(),
-                "host": socket.gethostname(),
-                "device": str(device),
-                "world_size": world,
-                "backend": ctx.backend,
-                "params": model.num_parameters(),
-                "train_clips": len(train_set),
-                "validation_clips": len(val_set) if val_set is not None else 0,
-            },
-        )
+        _write_start(ctx, config, resume, step, model, len(train_set), len(val_set) if val_set is not None else 0)
 
     def checkpoint(path: Path, spent: dict[str, Any]) -> None:
         extra = {"train": config.to_dict(), "world_size": world, "backend": ctx.backend, "spent": spent}
@@ -755,23 +806,8 @@ def _train(
                 marks.append(mark())
             if (config.val_every and step % config.val_every == 0) or step == config.steps or stop:
                 if main and config.val_clips:
-                    # A mark at this step already scored the held-out crops: reuse it rather than pay twice.
-                    marked = marks and marks[-1]["step"] == step and "heldout_nll_bits" in marks[-1]
-                    val = (
-                        marks[-1]["heldout_nll_bits"] * LN2
-                        if marked
-                        else validation_nll(model, val_set, config.val_clips, config.val_samples)
-                    )
-                    append_metrics(
-                        metrics_path,
-                        {
-                            "kind": "validation",
-                            "step": step,
-                            "val_nll": val,
-                            "val_bits": val / LN2,
-                            "wall": time.perf_counter() - start_time,
-                        },
-                    )
+                    assert val_set is not None
+                    val = _validate(config, model, val_set, step, marks, metrics_path, start_time)
                 spent = spent_state()
                 if main:
                     checkpoint(last, spent)

@@ -14,6 +14,7 @@ from waveflow.experiments import (
     PAPER_SEGMENT,
     SWEEP_NOISE,
     batch_sweep,
+    compare_precisions,
     energy_mels,
     longest_clips,
     measure_inference,
@@ -99,6 +100,24 @@ def test_inference_is_labelled_extrapolated_unless_100_s(tiny_model, tmp_path):
     scale = row["energy_j_pue_high"] / row["energy_j_pue"]
     assert row["e_gen_wh_high"] == pytest.approx(row["e_gen_wh"] * scale)
     assert row["j_per_gflop_high"] == pytest.approx(row["j_per_gflop"] * scale)
+
+
+def test_precision_comparison_reports_speed_energy_and_error_per_precision(tiny_model, tmp_path, monkeypatch):
+    import waveflow.devices as devices
+
+    monkeypatch.setattr(devices, "bf16_support", lambda device: (True, "test"))  # emulated here: measures only
+    mels = energy_mels([0.1 * torch.randn(3000)], n_clips=1, seconds=0.05)
+    clip = 0.1 * torch.randn(1000, generator=torch.Generator().manual_seed(4))
+    table = compare_precisions("tiny", tiny_model, mels, clip, device="cpu", log=tmp_path / "e.csv")
+    assert table.precision.tolist() == ["fp32", "bf16"]
+    assert read_records(tmp_path / "e.csv").label.tolist() == ["synthesize tiny", "synthesize tiny bf16"]
+    fp32, bf16 = table.iloc[0], table.iloc[1]
+    assert fp32.speedup_vs_fp32 == 1.0 and fp32.log_mel_l1_vs_fp32 == 0.0
+    assert fp32.roundtrip_max_abs < 1e-4  # float32 inverts the density pass exactly, up to rounding
+    assert bf16.roundtrip_max_abs > fp32.roundtrip_max_abs and bf16.log_mel_l1_vs_fp32 > 0  # reported, not hidden
+    assert bf16.speedup_vs_fp32 == pytest.approx(fp32.wall_s / bf16.wall_s)
+    with pytest.raises(ValueError, match="expected at least one hop"):
+        compare_precisions("tiny", tiny_model, mels, clip[:100], device="cpu", log=False)
 
 
 def test_batch_sweep_marks_sizes_within_the_noise_margin(tiny_model, tmp_path):

@@ -32,3 +32,42 @@ def use_deterministic_kernels(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True)
+
+
+#: Precisions the synthesis path accepts (``--precision``); fp32 is the default and the reference.
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_support(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` runs bfloat16 matrix products natively, and what says so.
+
+    On a CPU that means AVX512-BF16 or AMX tiles: without them oneDNN emulates bf16 with float32
+    arithmetic plus conversions, which is slower than fp32 and would make a "bf16 speed-up" row a
+    measurement of the emulation. On CUDA it is compute capability 8.0 or newer (Ampere), where
+    bf16 runs on the tensor cores.
+    """
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"CUDA compute capability {major}.{minor}" + ("" if ok else " (< 8.0: no bf16 tensor cores)")
+    flags = []
+    if torch.cpu._is_avx512_bf16_supported():
+        flags.append("avx512_bf16")
+    if torch.cpu._is_amx_tile_supported():
+        flags.append("amx_tile")
+    if flags:
+        return True, "CPU flags " + ", ".join(flags)
+    return False, "this CPU has neither AVX512-BF16 nor AMX (bf16 would be emulated in fp32)"
+
+
+def compute_dtype(precision: str, device: torch.device, allow_emulated: bool = False) -> torch.dtype:
+    """The dtype of a ``--precision`` on ``device``; ValueError for an unknown name or, unless
+    ``allow_emulated``, for bf16 where the hardware has no native support (see :func:`bf16_support`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return torch.float32
+    ok, why = bf16_support(device)
+    if not ok and not allow_emulated:
+        raise ValueError(f"--precision bf16: no native bfloat16 on {device.type}: {why}; use fp32")
+    return torch.bfloat16

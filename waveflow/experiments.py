@@ -29,7 +29,7 @@ import torch
 from . import quality
 from .analysis.sweep import SWEEP_NOISE as SWEEP_NOISE  # re-exported: notebooks cite experiments.SWEEP_NOISE
 from .analysis.sweep import mark_optimum
-from .audio import SAMPLE_RATE, log_mel, samples_for
+from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel, samples_for, whole_hops
 from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
 from .devices import resolve_device
 from .energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
@@ -351,8 +351,9 @@ def measure_inference(
     seed: int = 0,
     warmup: bool = True,
     log: bool | str | Path = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Meter the fast synthesis of ``mels`` (equal lengths) and return one tidy row.
+    """Meter the fast synthesis of ``mels`` (equal lengths) in ``precision`` and return one tidy row.
 
     E_gen is reported for 100 s of audio: measured directly when exactly 100 s were generated,
     otherwise scaled linearly from the audio generated and labelled ``extrapolated``; an estimated
@@ -371,10 +372,11 @@ def measure_inference(
     if not isinstance(model, WaveFlow):
         model, _ = load_checkpoint(model, device=dev)
     model = model.to(dev).eval()
-    synth = FastSynthesizer(model)
+    synth = FastSynthesizer(model, precision=precision)
     if warmup:  # one short unmeasured call: allocator and kernel selection
         synth(mels[0][:, : min(mels[0].shape[-1], 3)].unsqueeze(0).to(dev))
-    with EnergyMeter(f"synthesize {name}", intensity=intensity, pue=pue, warn=False) as meter:
+    label = f"synthesize {name}" + ("" if precision == "fp32" else f" {precision}")
+    with EnergyMeter(label, intensity=intensity, pue=pue, warn=False) as meter:
         seconds = _synthesize_all(synth, mels, batch_size, seed, dev)
     record = meter.record
     _log(record, log)
@@ -388,6 +390,7 @@ def measure_inference(
         "r": model.config.res_channels,
         "clips": len(mels),
         "batch_size": batch_size,
+        "precision": precision,
         "audio_s": seconds,
         "wall_s": record.wall_s,
         "rtf": record.wall_s / seconds,
@@ -406,6 +409,59 @@ def measure_inference(
         "j_per_gflop_high": high / (flops / 1e9),
         "notes": " | ".join(record.notes),
     }
+
+
+def compare_precisions(
+    name: str,
+    model: WaveFlow,
+    mels: list[torch.Tensor],
+    audio: torch.Tensor,
+    *,
+    precisions: Iterable[str] = ("fp32", "bf16"),
+    seed: int = 0,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Speed, energy and error of fast synthesis in each precision, one row per precision.
+
+    Each row is :func:`measure_inference` in that precision plus two errors against float32:
+    ``roundtrip_max_abs``/``roundtrip_rms``, the inverse (in this precision) of the float32 density
+    pass of the real clip ``audio`` compared with ``audio`` itself, and ``log_mel_l1_vs_fp32``, the
+    log-mel L1 distance between this precision's synthesis of ``mels[0]`` and the float32 one from the
+    same latent. Reduced-precision errors are reported, never asserted equal. ``speedup_vs_fp32`` is
+    fp32's wall time over this row's, both measured here in the same call.
+    """
+    dev = next(model.parameters()).device
+    clip = audio.reshape(1, -1).to(dev)
+    clip = clip[:, : whole_hops(clip.shape[-1])]
+    if clip.shape[-1] == 0:
+        raise ValueError(
+            f"compare_precisions: audio of {audio.numel()} samples; expected at least one hop ({HOP_LENGTH})"
+        )
+    mel = log_mel(clip.cpu()).to(dev)
+    with torch.no_grad():
+        z, _ = model(clip, mel)
+    ref_mel = mels[0].unsqueeze(0).to(dev)
+    z_ref = torch.randn(
+        1, model.config.hop_length * (ref_mel.shape[-1] - 1), generator=torch.Generator().manual_seed(seed)
+    )
+    rows, fp32_audio = [], None
+    for precision in precisions:
+        row = measure_inference(name, model, mels, precision=precision, seed=seed, **kwargs)
+        synth = FastSynthesizer(model, precision=precision)
+        back = synth(mel, z=z)
+        generated = synth(ref_mel, z=z_ref.to(dev))[0].cpu()
+        fp32_audio = generated if fp32_audio is None and precision == "fp32" else fp32_audio
+        diff = (back - clip).float()
+        row["roundtrip_max_abs"] = diff.abs().max().item()
+        row["roundtrip_rms"] = diff.pow(2).mean().sqrt().item()
+        row["log_mel_l1_vs_fp32"] = (
+            (log_mel(generated) - log_mel(fp32_audio)).abs().mean().item() if fp32_audio is not None else math.nan
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    fp32 = table[table.precision == "fp32"]
+    table["speedup_vs_fp32"] = float(fp32.wall_s.iloc[0]) / table.wall_s if len(fp32) else math.nan
+    return table
 
 
 def batch_sweep(

@@ -21,7 +21,9 @@ agreement we test.
 Directions: ``density`` is one parallel pass of the flow (the forward half of a training step);
 ``training`` is a whole step's forward and backward (the loss ``-log_likelihood`` and its gradient
 with respect to every parameter); ``synthesis`` is the cached row-by-row inverse of
-:mod:`waveflow.model.synthesis`, which does the density pass's convolution work over h - 1 row steps.
+:mod:`waveflow.model.synthesis`, which does the density pass's convolution work over h - 1 row steps
+as plain matrix products (thop's module hooks cannot see those, so its cross-check for synthesis is
+thop's count of the density pass, which does the same products on the same h - 1 input rows).
 """
 
 from __future__ import annotations
@@ -156,9 +158,13 @@ def _count(config: WaveFlowConfig, direction: str) -> tuple[float, float, float]
             macs = thop_macs(model.eval(), inputs)
     else:
         with torch.no_grad():
-            # Outside the meta context: thop keeps its counters in CPU buffers it reads with .item().
-            macs = thop_macs(module, inputs)
             total = forward = aten_flops(module, inputs)
+            # Outside the meta context: thop keeps its counters in CPU buffers it reads with .item().
+            if direction == "density":
+                macs = thop_macs(module, inputs)
+            else:  # the row loop multiplies plain matrices, which thop's module hooks cannot see; it does
+                # the density pass's coupling-network work (rows 0..h-2 as input) and one upsampling
+                macs = thop_macs(model, (audio, mel))
     return total * scale, forward * scale, macs * scale
 
 

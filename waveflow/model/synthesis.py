@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections import deque
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..devices import PRECISIONS, compute_dtype
 from .checkpoint import load_checkpoint, load_error_reason
 from .flow import WaveFlow, prepare_latent, squeeze, unsqueeze
 
@@ -49,46 +49,76 @@ def fold_weight_norm(model: WaveFlow) -> WaveFlow:
 
 
 class _FastLayer(nn.Module):
-    """Folded weights of one residual layer, shaped for single-row steps."""
+    """Folded weights of one residual layer as plain matrices for the row step.
 
-    def __init__(self, layer: nn.Module) -> None:
+    ``taps[t]`` (2r, k*r) multiplies the k buffered input rows (oldest first, stacked as channels)
+    shifted by ``t * d_w`` columns in the width-padded ring; ``cond``/``cond_bias`` give this
+    layer's conditioning projection with the dilated conv's bias folded in; ``res``/``skip`` are
+    the two halves of the 1x1 output conv.
+    """
+
+    def __init__(self, layer: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
         k, r = layer.kernel_size, layer.channels
         w = layer.dilated.weight.detach()  # (2r, r, k_h, k_w); kernel row a multiplies row p-(k-1-a)d_h
-        # Stack the k contributing rows as input channels: (2r, k * r, k_w), row-major over a.
-        self.dilated = nn.Conv1d(k * r, 2 * r, k, dilation=layer.dilation_w, padding=layer.pad_w)
-        self.dilated.weight.data = w.permute(0, 2, 1, 3).reshape(2 * r, k * r, k).contiguous()
-        # The conditioning bias is added here once instead of per conditioning projection.
-        self.dilated.bias.data = (layer.dilated.bias + layer.cond.bias).detach().clone()
-        out = r if layer.last else 2 * r
-        self.res_skip = nn.Conv1d(r, out, 1)
-        self.res_skip.weight.data = layer.res_skip.weight.detach().reshape(out, r, 1).clone()
-        self.res_skip.bias.data = layer.res_skip.bias.detach().clone()
-        self.channels, self.kernel_size, self.dilation_h, self.last = r, k, layer.dilation_h, layer.last
-
-    @property
-    def history(self) -> int:
-        """Input rows this layer must remember: (k - 1) * d_h."""
-        return (self.kernel_size - 1) * self.dilation_h
+        self.register_buffer("taps", w.permute(3, 0, 2, 1).reshape(k, 2 * r, k * r).to(dtype).contiguous())
+        self.register_buffer("cond", layer.cond.weight.detach().flatten(1).to(dtype).contiguous())
+        bias = layer.dilated.bias + layer.cond.bias
+        self.register_buffer("cond_bias", bias.detach().to(dtype)[:, None].contiguous())
+        w_out = layer.res_skip.weight.detach().flatten(1).to(dtype)
+        b_out = layer.res_skip.bias.detach().to(dtype)[:, None]
+        split = 0 if layer.last else r  # the last layer has no residual half
+        self.register_buffer("res", w_out[:split].contiguous())
+        self.register_buffer("res_bias", b_out[:split].contiguous())
+        self.register_buffer("skip", w_out[split:].contiguous())
+        self.register_buffer("skip_bias", b_out[split:].contiguous())
+        self.channels, self.kernel_size, self.last = r, k, layer.last
+        self.dilation_h, self.dilation_w, self.pad_w = layer.dilation_h, layer.dilation_w, layer.pad_w
 
 
 class _FastFlow(nn.Module):
-    """Folded weights of one flow: front conv, fused conditioning, layers, output conv."""
+    """Folded weights of one flow: front 1x1 conv, layers, output 1x1 conv, as matrices."""
 
-    def __init__(self, flow: nn.Module) -> None:
+    def __init__(self, flow: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
         r = flow.front.weight.shape[0]
-        self.front = nn.Conv1d(1, r, 1)
-        self.front.weight.data = flow.front.weight.detach().reshape(r, 1, 1).clone()
-        self.front.bias.data = flow.front.bias.detach().clone()
-        self.layers = nn.ModuleList(_FastLayer(layer) for layer in flow.layers)
-        # All layers' 1x1 conditioning convs as one (n_layers * 2r, n_mels) projection, no bias.
-        cond_w = torch.cat([layer.cond.weight.detach().flatten(1) for layer in flow.layers])
-        self.cond = nn.Conv2d(cond_w.shape[1], cond_w.shape[0], 1, bias=False)
-        self.cond.weight.data = cond_w[:, :, None, None].clone()
-        self.out = nn.Conv1d(r, 2, 1)
-        self.out.weight.data = flow.out.weight.detach().reshape(2, r, 1).clone()
-        self.out.bias.data = flow.out.bias.detach().clone()
+        self.register_buffer("front", flow.front.weight.detach().reshape(r, 1).to(dtype).contiguous())
+        self.register_buffer("front_bias", flow.front.bias.detach().reshape(r, 1).to(dtype).contiguous())
+        self.layers = nn.ModuleList(_FastLayer(layer, dtype) for layer in flow.layers)
+        # The skip biases of all layers are one constant: added once, by the first layer's product.
+        self.register_buffer("skip_bias", sum(layer.skip_bias for layer in self.layers))
+        self.register_buffer("out", flow.out.weight.detach().reshape(2, r).to(dtype).contiguous())
+        self.register_buffer("out_bias", flow.out.bias.detach().reshape(2, 1).to(dtype).contiguous())
+        self.channels = r
+
+
+class _Ring:
+    """The rows one layer must remember, as a double-written ring per residue class.
+
+    Output row p of a layer with height dilation d reads input rows p, p - d, ..., p - (k-1)d: all
+    in the residue class p mod d. Each class keeps 2k row slots of (r, W + 2 pad) with zero width
+    padding; row q of a class (q = p // d) is written to slots q mod k and q mod k + k, so the k
+    newest rows are always the contiguous slots q mod k + 1 ... q mod k + k, oldest first: one
+    (k*r, W + 2 pad) matrix whose width-shifted views are the GEMM operands. No ``cat``, no
+    im2col copy; writing a row twice costs one r x W copy against a (2r x k r x k W) product.
+    """
+
+    def __init__(self, layer: _FastLayer, width: int, like: torch.Tensor) -> None:
+        k, r, d = layer.kernel_size, layer.channels, layer.dilation_h
+        self.k, self.r, self.d, self.pad, self.width = k, r, d, layer.pad_w, width
+        self.slots = like.new_zeros(d, 2 * k * r, width + 2 * layer.pad_w)
+
+    def write(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two (r, W) views where input row ``p`` goes: (primary, twin)."""
+        q = p // self.d
+        s = q % self.k
+        ring, r, pad, w = self.slots[p % self.d], self.r, self.pad, self.width
+        return ring[(s + self.k) * r : (s + self.k + 1) * r, pad : pad + w], ring[s * r : (s + 1) * r, pad : pad + w]
+
+    def window(self, p: int) -> torch.Tensor:
+        """The (k*r, W + 2 pad) matrix of input rows p - (k-1)d ... p (zeros before row 0)."""
+        s = (p // self.d) % self.k
+        return self.slots[p % self.d][(s + 1) * self.r : (s + 1 + self.k) * self.r]
 
 
 class FastSynthesizer(nn.Module):
@@ -96,26 +126,25 @@ class FastSynthesizer(nn.Module):
 
     Args:
         model: a trained WaveFlow (left untouched; weights are copied and folded).
-        cond_budget_bytes: memory for one chunk of precomputed conditioning (default 8 MiB).
-            The fused conditioning of a flow is computed in row chunks of this size: small enough
-            to stay in cache until the layers consume it, which measured ~10 % faster on a 2-core
-            CPU than one flow-sized chunk (hundreds of MB for 10 s of audio).
+        precision: ``"fp32"`` (default, the reference) or ``"bf16"``: the coupling networks' weights
+            and activations in bfloat16 (the latent, the affine update and the upsampler stay in
+            float32). bf16 needs native hardware support (AVX512-BF16/AMX on a CPU, compute
+            capability >= 8.0 on CUDA; :func:`waveflow.devices.bf16_support`) unless
+            ``allow_emulated`` (tests only: an emulated bf16 run measures the emulation).
     """
 
-    def __init__(self, model: WaveFlow, cond_budget_bytes: int = 8 * 2**20) -> None:
+    def __init__(self, model: WaveFlow, precision: str = "fp32", allow_emulated: bool = False) -> None:
         super().__init__()
+        device = next(model.parameters()).device
+        dtype = compute_dtype(precision, device, allow_emulated=allow_emulated)
         folded = fold_weight_norm(model).eval()
         self.config = model.config
+        self.precision, self.dtype = precision, dtype
         self.upsampler = folded.upsampler
-        self.flows = nn.ModuleList(_FastFlow(flow) for flow in folded.flows)
+        self.flows = nn.ModuleList(_FastFlow(flow, dtype) for flow in folded.flows)
         self.register_buffer("inverse_perms", model.inverse_perms.clone(), persistent=False)
         self.register_buffer("cond_order", model.cond_order.clone(), persistent=False)
-        self.cond_budget_bytes = int(cond_budget_bytes)
         self.requires_grad_(False)
-
-    def _row_chunk(self, batch: int, width: int, channels: int, itemsize: int) -> int:
-        per_row = batch * width * channels * itemsize
-        return max(1, self.cond_budget_bytes // max(per_row, 1))
 
     @torch.inference_mode()
     def forward(
@@ -129,50 +158,55 @@ class FastSynthesizer(nn.Module):
         m, zz = prepare_latent(self.config, mel, sigma, z, generator)
         h = self.config.n_height
         c_all = squeeze(self.condition(m, zz.shape[-1]), h)  # (B, n_mels, h, W)
-        x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W)
-        batch, _, width = x.shape
+        x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W), float32 throughout
         for i in reversed(range(len(self.flows))):
             x = x[:, self.inverse_perms[i]].contiguous()
-            c = c_all[:, :, self.cond_order[i]]
-            self._invert_flow(self.flows[i], x, c, batch, width)
+            # (B, h, n_mels, W): each row's conditioning one contiguous (n_mels, W) matrix.
+            c = (
+                c_all[:, :, self.cond_order[i]]
+                .permute(0, 2, 1, 3)
+                .to(self.dtype, memory_format=torch.contiguous_format)
+            )
+            for b in range(x.shape[0]):  # items one by one: every product below is a plain 2-D GEMM
+                self._invert_flow(self.flows[i], x[b], c[b])
         audio = unsqueeze(x.unsqueeze(1)).squeeze(1)
         return audio[0] if mel.dim() == 2 else audio
 
     condition = WaveFlow.condition  # same upsampling and alignment as training
 
-    def _invert_flow(self, flow: _FastFlow, x: torch.Tensor, c: torch.Tensor, batch: int, width: int) -> None:
-        """Invert one flow in place on ``x`` (B, h, W) given its conditioning ``c`` (B, n_mels, h, W)."""
-        h = x.shape[1]
-        r = flow.front.weight.shape[0]
-        # Causal zero padding = buffers that start as zeros.
-        zeros = x.new_zeros(batch, r, width)
-        history = [deque([zeros] * layer.history, maxlen=max(layer.history, 1)) for layer in flow.layers]
-        chunk = self._row_chunk(batch, width, flow.cond.weight.shape[0], x.element_size())
-        cond_rows = None
-        chunk_start = 1
+    def _invert_flow(self, flow: _FastFlow, x: torch.Tensor, c: torch.Tensor) -> None:
+        """Invert one flow in place on one item's ``x`` (h, W) given its conditioning ``c`` (h, n_mels, W)."""
+        h, width = x.shape
+        r, dtype = flow.channels, self.dtype
+        rings = [_Ring(layer, width, c) for layer in flow.layers]  # zeros: the causal padding
+        acc = c.new_empty(2 * r, width)  # pre-activation of the gate
+        gate = c.new_empty(r, width)
+        skip = c.new_empty(r, width)
         for row in range(1, h):
-            if cond_rows is None or row - chunk_start >= cond_rows.shape[2]:
-                chunk_start = row
-                cond_rows = flow.cond(c[:, :, row : min(h, row + chunk)])  # (B, L*2r, rows, W)
-            cond = cond_rows[:, :, row - chunk_start]  # conditioning of x row `row`
-            e = flow.front(x[:, row - 1 : row])  # network input: the previous row, (B, r, W)
-            skip = None
+            p = row - 1  # the network's input row: output row `row` is predicted from rows < row
+            # Front 1x1 conv of the previous audio row, written straight into layer 0's ring.
+            e, twin = rings[0].write(p)
+            torch.addcmul(flow.front_bias, flow.front, x[p].to(dtype)[None], out=e)
+            twin.copy_(e)
             for j, layer in enumerate(flow.layers):
-                hist = history[j]
-                d = layer.dilation_h
-                rows = [hist[a * d] for a in range(layer.kernel_size - 1)] if layer.history else []
-                stacked = torch.cat(rows + [e], dim=1) if rows else e
-                pre = layer.dilated(stacked).add_(cond[:, j * 2 * r : (j + 1) * 2 * r])
-                gated = pre[:, :r].tanh_().mul_(pre[:, r:].sigmoid_())  # in place: no temporaries
-                out = layer.res_skip(gated)
-                if layer.history:
-                    hist.append(e)
-                part = out if layer.last else out[:, r:]
-                skip = part if skip is None else skip.add_(part)
-                if not layer.last:
-                    e = e + out[:, :r]  # a new tensor: the old e lives on in the history buffers
-            params = flow.out(skip)
-            x[:, row] = (x[:, row] - params[:, 1]) * torch.exp(-params[:, 0])
+                window = rings[j].window(p)
+                torch.addmm(layer.cond_bias, layer.cond, c[row], out=acc)
+                for t in range(layer.kernel_size):
+                    d = t * layer.dilation_w
+                    torch.addmm(acc, layer.taps[t], window[:, d : d + width], out=acc)
+                torch.tanh(acc[:r], out=gate)
+                gate.mul_(acc[r:].sigmoid_())
+                if j == 0:
+                    torch.addmm(flow.skip_bias, layer.skip, gate, out=skip)
+                else:
+                    torch.addmm(skip, layer.skip, gate, out=skip)
+                if not layer.last:  # residual: next layer's input row, straight into its ring
+                    nxt, twin = rings[j + 1].write(p)
+                    torch.addmm(layer.res_bias, layer.res, gate, out=nxt).add_(e)
+                    twin.copy_(nxt)
+                    e = nxt
+            params = torch.addmm(flow.out_bias, flow.out, skip).float()
+            x[row].sub_(params[1]).mul_(params[0].neg_().exp_())
 
 
 def synthesize(
@@ -181,12 +215,13 @@ def synthesize(
     sigma: float = DEFAULT_SIGMA,
     z: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Synthesise audio with the fast path (builds a :class:`FastSynthesizer` if given a model).
+    """Synthesise audio with the fast path (builds a :class:`FastSynthesizer` in ``precision`` if given a model).
 
     Build the synthesizer once and reuse it when synthesising many inputs: folding copies weights.
     """
-    synth = model if isinstance(model, FastSynthesizer) else FastSynthesizer(model)
+    synth = model if isinstance(model, FastSynthesizer) else FastSynthesizer(model, precision=precision)
     return synth(mel, sigma=sigma, z=z, generator=generator)
 
 
@@ -250,6 +285,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference", action="store_true", help="use the slow reference inverse instead of the fast path"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fast path in float32 (default) or bfloat16 (needs AVX512-BF16/AMX on a CPU, Ampere+ on CUDA)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -278,7 +319,9 @@ def run(args: argparse.Namespace) -> int:
     stems = [s for s, _ in items]
     if len(set(stems)) != len(stems):
         raise ValueError(f"synthesize: input names collide in --out ({sorted(s for s in stems if stems.count(s) > 1)})")
-    synth = model if args.reference else FastSynthesizer(model)
+    if args.reference and args.precision != "fp32":
+        raise ValueError("--precision: the reference inverse runs in fp32 only; drop --reference or --precision")
+    synth = model if args.reference else FastSynthesizer(model, precision=args.precision)
     run_fn = synth.infer if args.reference else synth
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     groups: dict[int, list[tuple[str, torch.Tensor]]] = {}
@@ -299,5 +342,8 @@ def run(args: argparse.Namespace) -> int:
                 for (stem, _), clip in zip(part, audio):
                     save_wav(args.out if single_file else args.out / f"{stem}.wav", clip.cpu())
                 bar.update(len(part))
-    print(f"wrote {len(items)} file(s) to {args.out} (checkpoint step {info['step']}, sigma {args.sigma})")
+    print(
+        f"wrote {len(items)} file(s) to {args.out} (checkpoint step {info['step']}, sigma {args.sigma}, "
+        f"{'reference' if args.reference else args.precision})"
+    )
     return 0

@@ -437,13 +437,6 @@ def test_cli_missing_command(tmp_path, capsys):
     assert cli_main(["energy", "--no-log"]) == 2
 
 
-def test_measure_overhead_runs():
-    from waveflow.bench import measure_overhead
-
-    res = measure_overhead(repeats=1, work_s=0.05)
-    assert res.plain_s > 0 and res.metered_s > 0 and res.polling
-
-
 # ------------------------------------------------------------------------------------------
 @pytest.mark.requires_gpu
 def test_real_nvml_measures_gpu_work():

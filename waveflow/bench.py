@@ -6,11 +6,16 @@ benchmark therefore interleaves what it compares and reports a ratio:
 * **synthesis vs arithmetic peak** -- the fast synthesis throughput (FLOPs counted by
   :mod:`waveflow.flops` / wall time) divided by the machine's float32 matrix-multiply throughput
   measured in the same run (a large square ``torch.mm``, the best this backend does);
+* **training vs arithmetic peak** -- one WaveFlow training step (forward, backward, Adam) at batch
+  2 x 16,000 samples, its counted forward + backward FLOPs over its wall time, against the same peak;
+* **bf16 vs fp32 synthesis** -- where the hardware runs bfloat16 natively (else the row says why);
 * **fast vs reference synthesis** -- the speed-up of the cached row-by-row inverse over the
   reference ``WaveFlow.infer`` on the same mel and latent;
 * **metering overhead** -- how much a running :class:`~waveflow.energy.EnergyMeter` (with its
   power-sampling thread forced on by a simulated GPU, :class:`_ConstantPowerNvml`) slows a
-  WaveFlow training loop (target <= 1 %).
+  WaveFlow training loop (target <= 1 %), from many interleaved pairs: a trimmed mean of the
+  paired ratios with a bootstrap confidence interval, in wall time and in process CPU time, and a
+  verdict that says "undecided" when the interval straddles the target.
 
 Results are printed and written to ``build/results/bench.csv``.
 """
@@ -18,17 +23,21 @@ Results are printed and written to ``build/results/bench.csv``.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import nn
 
 from .analysis import save_table
 from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel, samples_for
+from .devices import bf16_support
 from .energy import EnergyMeter
 from .energy.readers import DEFAULT_POLL_HZ
 from .flops import count
@@ -112,6 +121,79 @@ def synthesis_vs_peak(configs: tuple[str, ...], seconds: float, batch: int, repe
     return rows
 
 
+TRAIN_BATCH, TRAIN_SEGMENT = 2, 16_000  # the issue's training benchmark: batch 2 x 16,000 samples
+
+
+def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segment: int = TRAIN_SEGMENT) -> list[dict]:
+    """Achieved FLOP/s of full training steps (forward, backward, Adam) as a fraction of the matmul
+    peak, interleaved; FLOPs are FlopCounterMode's forward + backward count for this much audio."""
+    cfg = get_config(config)
+    model = WaveFlow(cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    gen = torch.Generator().manual_seed(3)
+    audio = 0.1 * torch.randn(batch, segment, generator=gen)
+    mel = log_mel(audio)
+    flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
+
+    def step() -> float:
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        (-model.log_likelihood(audio, mel)).backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    step()  # allocator, kernel selection and Adam's state
+    peaks, achieved = [], []
+    for _ in range(repeats):
+        peaks.append(matmul_gflops())
+        achieved.append(flops / step() / 1e9)
+    peak, value = statistics.median(peaks), statistics.median(achieved)
+    return [
+        {
+            "benchmark": f"training step {config}",
+            "value": value,
+            "unit": "GFLOP/s",
+            "detail": f"forward+backward+Adam, batch {batch} x {segment} samples, {flops / 1e9:.0f} GFLOP counted, "
+            f"median of {repeats}",
+        },
+        {
+            "benchmark": f"training / peak {config}",
+            "value": value / peak,
+            "unit": "ratio",
+            "detail": f"same run, interleaved with the matmul peak ({peak:.0f} GFLOP/s)",
+        },
+    ]
+
+
+def bf16_speedup(config: str, seconds: float, repeats: int) -> list[dict]:
+    """bf16 over fp32 fast synthesis of the same mel, interleaved, with the bf16 error; a row with
+    NaN and the reason where the hardware has no native bf16 (emulation would measure the emulator)."""
+    name = f"synthesis bf16 / fp32 speed-up {config}"
+    ok, why = bf16_support(torch.device("cpu"))
+    if not ok:
+        return [{"benchmark": name, "value": math.nan, "unit": "ratio", "detail": f"not measured: {why}"}]
+    model = WaveFlow(get_config(config)).eval()
+    synths = {p: FastSynthesizer(model, precision=p) for p in ("fp32", "bf16")}
+    mel = _mel(seconds, 1)
+    z = torch.randn(1, HOP_LENGTH * (mel.shape[-1] - 1), generator=torch.Generator().manual_seed(1))
+    out = {p: synth(mel, z=z) for p, synth in synths.items()}  # also the warm-up
+    times: dict[str, list[float]] = {p: [] for p in synths}
+    for _ in range(repeats):
+        for p, synth in synths.items():
+            t = time.perf_counter()
+            synth(mel, z=z)
+            times[p].append(time.perf_counter() - t)
+    err = (log_mel(out["bf16"]) - log_mel(out["fp32"])).abs().mean().item()
+    return [
+        {
+            "benchmark": name,
+            "value": statistics.median(times["fp32"]) / statistics.median(times["bf16"]),
+            "unit": "ratio",
+            "detail": f"{why}; {seconds:g} s of audio, median of {repeats}; log-mel L1 vs fp32 {err:.3g}",
+        }
+    ]
+
+
 def fast_vs_reference(config: str) -> list[dict]:
     """Speed-up of the cached fast inverse over the reference ``WaveFlow.infer`` on 0.1 s of audio
     (the reference costs O(h^2) row passes per flow), with their largest difference."""
@@ -140,8 +222,8 @@ def fast_vs_reference(config: str) -> list[dict]:
     ]
 
 
-def metering_overhead(repeats: int) -> list[dict]:
-    """How much a running meter slows real WaveFlow (WF1) training steps."""
+def metering_overhead(repeats: int, work_s: float = 1.0) -> list[dict]:
+    """How much a running meter slows real WaveFlow (WF1) training steps, with a verdict on the target."""
     small = WaveFlow(get_config("WF1"))
     opt = torch.optim.Adam(small.parameters(), lr=2e-4)
     x = 0.1 * torch.randn(1, 2048, generator=torch.Generator().manual_seed(2))
@@ -152,19 +234,22 @@ def metering_overhead(repeats: int) -> list[dict]:
         (-small.log_likelihood(x, m)).backward()
         opt.step()
 
-    ov = measure_overhead(repeats=repeats, work_s=2.0, step=train_step)
+    ov = measure_overhead(repeats=repeats, work_s=work_s, step=train_step)
+    low, high = ov.wall_ci
     return [
         {
-            "benchmark": "metering overhead (median)",
+            "benchmark": "metering overhead (wall)",
             "value": ov.relative,
             "unit": "fraction",
-            "detail": f"WF1 training steps, {ov.repeats} interleaved pairs, sampling thread on; target <= 0.01",
+            "detail": f"trimmed mean of {ov.repeats} interleaved pairs of ~{work_s:g} s WF1 training, sampling thread "
+            f"on; 95 % CI [{low:+.4f}, {high:+.4f}]; target <= {OVERHEAD_TARGET}: {ov.verdict}",
         },
         {
-            "benchmark": "metering overhead (fastest)",
-            "value": ov.relative_min,
+            "benchmark": "metering overhead (CPU time)",
+            "value": ov.relative_cpu,
             "unit": "fraction",
-            "detail": "fastest repetition of each kind (less sensitive to other load)",
+            "detail": "same pairs, process CPU seconds (all threads, the sampler's included); 95 % CI "
+            f"[{ov.cpu_ci[0]:+.4f}, {ov.cpu_ci[1]:+.4f}]",
         },
         {
             "benchmark": "sampling thread CPU share",
@@ -172,7 +257,12 @@ def metering_overhead(repeats: int) -> list[dict]:
             "unit": "fraction",
             "detail": "CPU seconds of the meter's thread per wall second",
         },
-        {"benchmark": "meter start+stop", "value": ov.fixed_s, "unit": "s", "detail": "one-off per measured block"},
+        {
+            "benchmark": "meter start+stop",
+            "value": ov.fixed_s,
+            "unit": "s",
+            "detail": f"one-off per measured block: <= 1 % of blocks longer than {ov.fixed_s / OVERHEAD_TARGET:.2g} s",
+        },
     ]
 
 
@@ -181,44 +271,74 @@ def run_benchmarks(
     seconds: float = 1.0,
     batch: int = 1,
     repeats: int = 3,
-    overhead_repeats: int = 9,
+    overhead_repeats: int = 20,
+    train_config: str | None = "WF2",
+    train_segment: int = TRAIN_SEGMENT,
+    overhead_work_s: float = 1.0,
 ) -> pd.DataFrame:
-    """Run all benchmarks; one row per measured quantity."""
+    """Run all benchmarks; one row per measured quantity (``train_config=None`` skips training)."""
     rows = synthesis_vs_peak(configs, seconds, batch, repeats)
+    rows += bf16_speedup(configs[0], seconds, repeats)
+    if train_config:
+        rows += training_vs_peak(train_config, repeats, segment=train_segment)
     rows += fast_vs_reference(configs[0])
-    rows += metering_overhead(overhead_repeats)
+    rows += metering_overhead(overhead_repeats, overhead_work_s)
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------
 # metering overhead
+OVERHEAD_TARGET = 0.01  # measuring energy may cost at most 1 % of the work measured
+TRIM = 0.2  # fraction cut from each end of the paired ratios before averaging
+
+
+def trimmed_mean_ci(values: list[float], trim: float = TRIM, level: float = 0.95, seed: int = 0) -> tuple:
+    """``(trimmed mean, (low, high))``: the mean of ``values`` without the ``trim`` fraction at each
+    end, and its percentile-bootstrap confidence interval (2,000 resamples). Trimming drops the pairs
+    that another process on a shared machine disturbed, without assuming which side it hit."""
+    data = np.asarray(values, dtype=float)
+    centre = float(stats.trim_mean(data, trim))
+    if len(data) < 3:
+        return centre, (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    boot = stats.trim_mean(data[rng.integers(0, len(data), (2000, len(data)))], trim, axis=1)
+    tail = (1 - level) / 2 * 100
+    return centre, (float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail)))
+
+
 @dataclass(frozen=True)
 class Overhead:
-    """Medians of interleaved repetitions of the same work without and with a running meter.
+    """Interleaved pairs of the same work without and with a running meter.
 
-    ``relative`` is the perturbation of the work while the meter runs (the target is <= 1 %),
-    ``relative_min`` the same from the fastest repetitions (less sensitive to other load on a
-    shared machine), ``sampler_cpu_share`` the CPU time of the sampling thread per wall second
-    (an upper bound of what it can take from the work), ``fixed_s`` the one-off cost of
-    ``start()`` + ``stop()`` per measured block, outside the work.
+    ``relative`` is the trimmed mean of the paired wall-time ratios ``metered / plain - 1`` (the
+    perturbation of the work while the meter runs; the target is <= 1 %) and ``wall_ci`` its 95 %
+    bootstrap interval; ``relative_cpu``/``cpu_ci`` the same for process CPU time (every thread,
+    the sampler's included, so it also sees CPU the meter takes without slowing the work down).
+    ``sampler_cpu_share`` is the CPU time of the sampling thread per wall second (an upper bound
+    of what it can take from the work), ``fixed_s`` the median one-off cost of ``start()`` +
+    ``stop()`` per measured block, outside the work. Pairing cancels slow drift; alternating which
+    of the pair goes first cancels order effects.
     """
 
-    plain_s: float
-    metered_s: float
-    plain_min_s: float
-    metered_min_s: float
+    relative: float
+    wall_ci: tuple[float, float]
+    relative_cpu: float
+    cpu_ci: tuple[float, float]
     fixed_s: float
     sampler_cpu_share: float
     repeats: int
     polling: bool  # whether the meter ran its sampling thread
 
     @property
-    def relative(self) -> float:
-        return self.metered_s / self.plain_s - 1.0
-
-    @property
-    def relative_min(self) -> float:
-        return self.metered_min_s / self.plain_min_s - 1.0
+    def verdict(self) -> str:
+        """ "met" when the whole interval is under the target, "missed" when it is all above, else
+        "undecided" (more pairs, or a quieter machine, needed)."""
+        low, high = self.wall_ci
+        if high <= OVERHEAD_TARGET:
+            return "met"
+        if low > OVERHEAD_TARGET:
+            return "missed"
+        return "undecided"
 
 
 class _ConstantPowerNvml:
@@ -253,7 +373,7 @@ class _ConstantPowerNvml:
 
 
 def measure_overhead(
-    repeats: int = 7,
+    repeats: int = 20,
     work_s: float = 0.3,
     poll_hz: float = DEFAULT_POLL_HZ,
     simulate_polling: bool = True,
@@ -262,13 +382,13 @@ def measure_overhead(
 ) -> Overhead:
     """Relative slowdown of a training-like loop while an :class:`EnergyMeter` runs (target <= 1 %).
 
-    Each repetition is ~``work_s`` of forward/backward/SGD steps of a small conv net; repetitions
-    with and without the meter alternate (and alternate which goes first) so drift hits both,
-    and the medians are compared. The work is timed between ``start()`` and ``stop()``, whose
-    own cost is reported apart as ``fixed_s``.
+    Each repetition is ~``work_s`` of training steps; ``repeats`` pairs of repetitions with and
+    without the meter alternate (and alternate which goes first), and the paired ratios are
+    summarised by a trimmed mean with a bootstrap interval (:func:`trimmed_mean_ci`). The work is
+    timed between ``start()`` and ``stop()``, whose own cost is reported apart as ``fixed_s``.
 
     Args:
-        repeats: pairs of repetitions (default 7).
+        repeats: pairs of repetitions (default 20).
         work_s: target seconds of work per repetition (default 0.3).
         poll_hz: sampling rate of the meter's thread (default 10).
         simulate_polling: when no GPU needs power polling here, use a stand-in GPU so the
@@ -277,6 +397,8 @@ def measure_overhead(
         step: one unit of the work to measure (e.g. a WaveFlow training step, as ``make bench``
             passes); default: a step of a small conv net.
     """
+    if repeats < 1:
+        raise ValueError(f"measure_overhead: repeats={repeats}; expected >= 1 pair")
     torch.manual_seed(seed)
     if step is None:
         net = nn.Sequential(
@@ -301,50 +423,46 @@ def measure_overhead(
     step()
     n_steps = max(1, round(work_s / max(time.perf_counter() - t, 1e-6)))
 
-    def work() -> None:
+    def work() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(n_steps):
             step()
+        return time.perf_counter() - wall, time.process_time() - cpu
 
-    def metered() -> tuple[float, float, float]:
+    def metered() -> tuple[float, float, float, float]:
         meter = EnergyMeter(
             "overhead",
             pue=1.0,
             cpu_tdp_w=100.0,
             poll_hz=poll_hz,
             nvml=_ConstantPowerNvml() if simulate_polling else None,
+            warn=False,
         )
         t0 = time.perf_counter()
         meter.start()
         t1 = time.perf_counter()
-        work()
+        wall, cpu = work()
         t2 = time.perf_counter()
         meter.stop()
-        return t2 - t1, (t1 - t0) + (time.perf_counter() - t2), meter.poll_cpu_s / (t2 - t1)
+        return wall, cpu, (t1 - t0) + (time.perf_counter() - t2), meter.poll_cpu_s / wall
 
-    def plain() -> float:
-        t0 = time.perf_counter()
-        work()
-        return time.perf_counter() - t0
-
-    EnergyMeter("warm-up", pue=1.0, cpu_tdp_w=100.0).stop()  # import pynvml, read the TDP table once
-    plain_times, metered_times = [], []
+    EnergyMeter("warm-up", pue=1.0, cpu_tdp_w=100.0, warn=False).stop()  # import pynvml, read the TDP table once
+    wall_ratios, cpu_ratios, fixed, shares = [], [], [], []
     for i in range(repeats):
         if i % 2:
-            metered_times.append(metered())
-            plain_times.append(plain())
+            m = metered()
+            p = work()
         else:
-            plain_times.append(plain())
-            metered_times.append(metered())
-    work_times = [m[0] for m in metered_times]
+            p = work()
+            m = metered()
+        wall_ratios.append(m[0] / p[0] - 1.0)
+        cpu_ratios.append(m[1] / p[1] - 1.0 if p[1] > 0 else math.nan)
+        fixed.append(m[2])
+        shares.append(m[3])
+    wall, wall_ci = trimmed_mean_ci(wall_ratios)
+    cpu, cpu_ci = trimmed_mean_ci([c for c in cpu_ratios if math.isfinite(c)] or [math.nan])
     return Overhead(
-        statistics.median(plain_times),
-        statistics.median(work_times),
-        min(plain_times),
-        min(work_times),
-        statistics.median(m[1] for m in metered_times),
-        statistics.median(m[2] for m in metered_times),
-        repeats,
-        simulate_polling,
+        wall, wall_ci, cpu, cpu_ci, statistics.median(fixed), statistics.median(shares), repeats, simulate_polling
     )
 
 
@@ -356,14 +474,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds of audio per synthesis call (1.0)")
     parser.add_argument("--batch", type=int, default=1, help="synthesis batch size (1)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions (3)")
-    parser.add_argument("--overhead-repeats", type=int, default=9, help="pairs of metered/plain repetitions (9)")
+    parser.add_argument("--overhead-repeats", type=int, default=20, help="pairs of metered/plain repetitions (20)")
+    parser.add_argument(
+        "--train-config", default="WF2", help="configuration of the training-step benchmark; 'none' skips it (WF2)"
+    )
+    parser.add_argument(
+        "--train-segment", type=int, default=TRAIN_SEGMENT, help=f"samples per training example ({TRAIN_SEGMENT})"
+    )
+    parser.add_argument(
+        "--overhead-work", type=float, default=1.0, help="seconds of training per overhead repetition (1.0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmarks, print them and write ``build/results/bench.csv``."""
     if args.seconds <= 0 or args.batch < 1 or args.repeats < 1 or args.overhead_repeats < 1:
         raise ValueError("bench: --seconds must be > 0 and --batch/--repeats/--overhead-repeats >= 1")
-    table = run_benchmarks(tuple(args.config), args.seconds, args.batch, args.repeats, args.overhead_repeats)
+    if args.overhead_work <= 0 or args.train_segment < 1:
+        raise ValueError("bench: --overhead-work must be > 0 s and --train-segment >= 1 sample")
+    train_config = None if args.train_config.lower() == "none" else args.train_config
+    if train_config:
+        get_config(train_config)  # an unknown name fails here, before minutes of synthesis
+    table = run_benchmarks(
+        tuple(args.config),
+        args.seconds,
+        args.batch,
+        args.repeats,
+        args.overhead_repeats,
+        train_config,
+        args.train_segment,
+        args.overhead_work,
+    )
     path = save_table(table, "bench")
     for row in table.itertuples():
         print(f"{row.benchmark:<30}{row.value:>12.4g} {row.unit:<15}{row.detail}")

@@ -1,0 +1,72 @@
+"""``make bench``: the statistics behind its verdicts, and a seconds-long smoke of the whole command.
+
+No test here asserts a speed: the targets live in the bench output and the README (timed unit tests
+on shared machines only measure the neighbours)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from waveflow import WaveFlowConfig, bench
+from waveflow.cli import main
+
+
+def test_trimmed_mean_ignores_disturbed_pairs_and_brackets_the_centre():
+    quiet = [0.002, 0.004, 0.003, 0.001, 0.005, 0.002, 0.004, 0.003]
+    disturbed = quiet + [0.5, -0.4]  # one pair hit by a neighbour on each side
+    centre, (low, high) = bench.trimmed_mean_ci(disturbed)
+    assert 0.001 <= centre <= 0.005  # a plain mean would be 0.013
+    assert low <= centre <= high
+    assert bench.trimmed_mean_ci(disturbed) == (centre, (low, high))  # seeded bootstrap: reproducible
+    assert math.isnan(bench.trimmed_mean_ci([0.1, 0.2])[1][0])  # too few pairs for an interval
+
+
+@pytest.mark.parametrize(
+    ("ci", "verdict"), [((-0.002, 0.004), "met"), ((0.003, 0.02), "undecided"), ((0.012, 0.03), "missed")]
+)
+def test_overhead_verdict_needs_the_whole_interval_on_one_side(ci, verdict):
+    ov = bench.Overhead(sum(ci) / 2, ci, 0.0, (0.0, 0.0), 0.01, 0.001, 20, True)
+    assert ov.verdict == verdict
+
+
+def test_measure_overhead_pairs_wall_and_cpu_time():
+    ov = bench.measure_overhead(repeats=3, work_s=0.05)
+    assert ov.repeats == 3 and ov.polling
+    assert ov.wall_ci[0] <= ov.relative <= ov.wall_ci[1]
+    assert math.isfinite(ov.relative_cpu) and ov.fixed_s > 0 and 0 <= ov.sampler_cpu_share < 0.5
+    with pytest.raises(ValueError, match="repeats=0"):
+        bench.measure_overhead(repeats=0)
+
+
+def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
+    written = {}
+
+    def save(table: pd.DataFrame, name: str):
+        written[name] = table
+        return tmp_path / f"{name}.csv"
+
+    monkeypatch.setattr(bench, "save_table", save)
+    # Every benchmark at the real structure's smallest size: a smoke of the command, seconds long.
+    tiny = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
+    monkeypatch.setattr(bench, "get_config", lambda name: tiny)
+    args = ["bench", "--config", "WF1", "--seconds", "0.03", "--repeats", "1", "--overhead-repeats", "2"]
+    args += ["--overhead-work", "0.05", "--train-config", "WF1", "--train-segment", "1024"]
+    assert main(args) == 0
+    table = written["bench"].set_index("benchmark")
+    for row in ("matmul peak", "synthesis / peak WF1", "training / peak WF1", "synthesis bf16 / fp32 speed-up WF1"):
+        assert row in table.index, row
+    assert table.loc["training / peak WF1", "value"] > 0 and table.loc["synthesis / peak WF1", "value"] > 0
+    bf16 = table.loc["synthesis bf16 / fp32 speed-up WF1"]
+    assert bf16.value > 0 or bf16.detail.startswith("not measured: ")  # measured, or says why not
+    assert "target <= 0.01" in table.loc["metering overhead (wall)", "detail"]
+    assert "written to" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    assert main(["bench", "--overhead-work", "0"]) == 2
+    assert "--overhead-work must be > 0" in capsys.readouterr().err
+    assert main(["bench", "--train-config", "WF9"]) == 2
+    assert "unknown name 'WF9'" in capsys.readouterr().err

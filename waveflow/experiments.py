@@ -444,13 +444,14 @@ def compare_precisions(
     z_ref = torch.randn(
         1, model.config.hop_length * (ref_mel.shape[-1] - 1), generator=torch.Generator().manual_seed(seed)
     )
-    rows, fp32_audio = [], None
+    rows, fp32_audio = [], None  # fp32's synthesis: the reference of the log-mel distance
     for precision in precisions:
         row = measure_inference(name, model, mels, precision=precision, seed=seed, **kwargs)
         synth = FastSynthesizer(model, precision=precision)
         back = synth(mel, z=z)
         generated = synth(ref_mel, z=z_ref.to(dev))[0].cpu()
-        fp32_audio = generated if fp32_audio is None and precision == "fp32" else fp32_audio
+        if precision == "fp32":
+            fp32_audio = generated
         diff = (back - clip).float()
         row["roundtrip_max_abs"] = diff.abs().max().item()
         row["roundtrip_rms"] = diff.pow(2).mean().sqrt().item()

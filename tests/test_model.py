@@ -11,6 +11,7 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
 from waveflow.audio import HOP_LENGTH, log_mel
 from waveflow.model import squeeze, unsqueeze
+from waveflow.model.modules import CausalConv2d
 
 # The paper's Table 2 counts, exact (the paper prints them truncated to 2 decimals).
 PAPER_COUNTS = {"WF1": 5_916_372, "WF2": 5_916_372, "WF3": 12_782_036, "WF4": 22_252_756, "WF5": 86_186_196}
@@ -33,6 +34,27 @@ def test_paper_configs_are_the_papers_table2():
         "WF4": (16, 128, 8, 8),
         "WF5": (16, 256, 8, 8),
     }
+
+
+@pytest.mark.parametrize("dilation_h, dilation_w", [(1, 4), (2, 1), (4, 8)])
+def test_dilated_conv_gradients_on_cpu_equal_the_plain_convolution(dilation_h, dilation_w):
+    """The CPU training path computes the input gradient as a forward convolution with the flipped
+    kernel; output and all three gradients must equal autograd through the plain padded conv."""
+    torch.manual_seed(0)
+    conv = CausalConv2d(3, 5, 3, dilation_h, dilation_w).double()
+    x = torch.randn(2, 3, 7, 20, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 5, 7, 20, dtype=torch.float64)
+    fast = conv(x)
+    fast.backward(grad)
+    got = [x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+    x.grad = conv.weight.grad = conv.bias.grad = None
+    pad = torch.nn.functional.pad(x, (conv.pad_w, conv.pad_w, conv.pad_h, 0))
+    plain = torch.nn.functional.conv2d(pad, conv.weight, conv.bias, dilation=(dilation_h, dilation_w))
+    plain.backward(grad)
+    torch.testing.assert_close(fast, plain)
+    for a, b in zip(got, [x.grad, conv.weight.grad, conv.bias.grad], strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(conv, (x[:1, :, :4, :9].detach().requires_grad_(),))
 
 
 def test_squeeze_is_column_major_and_invertible():

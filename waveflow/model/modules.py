@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 from torch.nn.utils.parametrizations import weight_norm
 
 
@@ -43,6 +44,77 @@ class MelUpsampler(nn.Module):
         return x.squeeze(1)
 
 
+class _DilatedConvOnCPU(torch.autograd.Function):
+    """Causal dilated convolution whose input gradient is itself a forward convolution.
+
+    oneDNN's backward-data kernel for a *dilated* 3x3 convolution runs at about 40 % of the CPU's
+    matmul peak, while its forward kernel for the same shapes reaches 80-100 % (measured on AMD
+    EPYC, torch 2.13; undilated kernels are fast both ways, so this path is used only when the
+    dilation exceeds 1). The input gradient of a correlation is the correlation of the output
+    gradient with the flipped, transposed kernel, so it can be computed by the fast forward
+    kernel: with causal padding ``(p_w, p_w, p_h, 0)`` on the input, it is
+    ``conv2d(pad(grad, (p_w, p_w, 0, p_h)), weight.transpose(0, 1).flip(2, 3))``. The weight and
+    bias gradients keep oneDNN's own backward-weights kernel. Same arithmetic, same FLOP count
+    (FlopCounterMode sees one forward convolution instead of the backward-data one), equal to the
+    plain path within float rounding (``tests/test_model.py``).
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x, weight, bias, dilation: tuple[int, int], pad_w: int, pad_h: int):  # type: ignore[override]
+        padded = F.pad(x, (pad_w, pad_w, pad_h, 0))
+        ctx.save_for_backward(padded, weight)
+        ctx.dilation, ctx.pads, ctx.has_bias = dilation, (pad_w, pad_h), bias is not None
+        return F.conv2d(padded, weight, bias, dilation=dilation)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
+        padded, weight = ctx.saved_tensors
+        pad_w, pad_h = ctx.pads
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            flipped = weight.transpose(0, 1).flip(2, 3)
+            grad_x = F.conv2d(F.pad(grad, (pad_w, pad_w, 0, pad_h)), flipped, dilation=ctx.dilation)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+            mask = [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad, padded, weight, bias_sizes, [1, 1], [0, 0], list(ctx.dilation), False, [0, 0], 1, mask
+            )
+        return grad_x, grad_w, grad_b, None, None, None
+
+
+class CausalConv2d(nn.Conv2d):
+    """A dilated ``Conv2d`` that pads its own input: causal along height (zeros above only, so
+    output row i never sees a later row), 'same' along width (centred, non-causal).
+
+    It is an ``nn.Conv2d`` (same parameters and state-dict keys, counted by thop's convolution
+    rule); on the CPU a dilated kernel trains through :class:`_DilatedConvOnCPU`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation_h: int, dilation_w: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, dilation=(dilation_h, dilation_w))
+
+    @property
+    def pad_h(self) -> int:
+        """Rows of zeros above the input that make the height convolution causal."""
+        return (self.kernel_size[0] - 1) * self.dilation[0]
+
+    @property
+    def pad_w(self) -> int:
+        """Columns on each side that keep the width 'same'."""
+        return (self.kernel_size[1] - 1) * self.dilation[1] // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, rows, W)`` -> ``(B, C_out, rows, W)``."""
+        dilated = self.dilation[0] > 1 or self.dilation[1] > 1
+        if dilated and x.device.type in ("cpu", "meta") and torch.is_grad_enabled():
+            return _DilatedConvOnCPU.apply(x, self.weight, self.bias, self.dilation, self.pad_w, self.pad_h)
+        padded = F.pad(x, (self.pad_w, self.pad_w, self.pad_h, 0))  # (left, right, top, bottom)
+        return F.conv2d(padded, self.weight, self.bias, dilation=self.dilation)
+
+
 class ResidualLayer(nn.Module):
     """One gated layer: dilated conv (causal in height, centred in width) + 1x1 conditioning.
 
@@ -60,33 +132,37 @@ class ResidualLayer(nn.Module):
         self.dilation_h = dilation_h
         self.dilation_w = dilation_w
         self.last = last
-        self.dilated = weight_norm(nn.Conv2d(channels, 2 * channels, kernel_size, dilation=(dilation_h, dilation_w)))
+        self.dilated = weight_norm(CausalConv2d(channels, 2 * channels, kernel_size, dilation_h, dilation_w))
         self.cond = weight_norm(nn.Conv2d(n_mels, 2 * channels, 1))
         self.res_skip = weight_norm(nn.Conv2d(channels, channels if last else 2 * channels, 1))
 
     @property
     def pad_h(self) -> int:
         """Rows of zeros above the input that make the height convolution causal."""
-        return (self.kernel_size - 1) * self.dilation_h
+        return self.dilated.pad_h
 
     @property
     def pad_w(self) -> int:
         """Columns on each side that keep the width 'same' (non-causal along width)."""
-        return (self.kernel_size - 1) * self.dilation_w // 2
+        return self.dilated.pad_w
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """``x``: (batch, r, rows, width); ``c``: (batch, n_mels, rows, width).
 
         Returns ``(residual or None, skip)``. Output row ``i`` sees input rows ``<= i`` only.
         """
-        # F.pad order: (left, right, top, bottom). Padding only the top makes row i depend on rows
-        # i - (k-1) d_h ... i, i.e. never on a later row: the autoregressive property of the flow.
-        h = self.dilated(F.pad(x, (self.pad_w, self.pad_w, self.pad_h, 0))) + self.cond(c)
-        gated = torch.tanh(h[:, : self.channels]) * torch.sigmoid(h[:, self.channels :])
+        # Padding only the top makes row i depend on rows i - (k-1) d_h ... i, i.e. never on a later
+        # row: the autoregressive property of the flow.
+        h = self.dilated(x) + self.cond(c)
+        # chunk, not slicing: the backward of a split is one cat, of two slices two zero-filled
+        # full-size buffers and two copies (about 4 % of a CPU training step).
+        filt, gate = h.chunk(2, dim=1)
+        gated = torch.tanh(filt) * torch.sigmoid(gate)
         out = self.res_skip(gated)
         if self.last:
             return None, out
-        return x + out[:, : self.channels], out[:, self.channels :]
+        res, skip = out.chunk(2, dim=1)
+        return x + res, skip
 
 
 class CouplingNet(nn.Module):
@@ -125,4 +201,5 @@ class CouplingNet(nn.Module):
             if res is not None:
                 h = res
         params = self.out(skip)
-        return params[:, :1], params[:, 1:]
+        log_s, t = params.chunk(2, dim=1)
+        return log_s, t

@@ -28,17 +28,31 @@ def test_trimmed_mean_ignores_disturbed_pairs_and_brackets_the_centre():
     ("ci", "verdict"), [((-0.002, 0.004), "met"), ((0.003, 0.02), "undecided"), ((0.012, 0.03), "missed")]
 )
 def test_overhead_verdict_needs_the_whole_interval_on_one_side(ci, verdict):
-    ov = bench.Overhead(sum(ci) / 2, ci, 0.0, (0.0, 0.0), 0.01, 0.001, 20, True)
+    quiet = (-0.02, 0.03)  # direct pairs: wide, straddling the target
+    ov = bench.Overhead(sum(ci) / 2, ci, 1e-4, (0, 0), 10.0, 900.0, 0.0, quiet, 0.0, quiet, 0.001, 0.05, 10, True)
     assert ov.verdict == verdict
 
 
-def test_measure_overhead_pairs_wall_and_cpu_time():
-    ov = bench.measure_overhead(repeats=3, work_s=0.05)
-    assert ov.repeats == 3 and ov.polling
-    assert ov.wall_ci[0] <= ov.relative <= ov.wall_ci[1]
-    assert math.isfinite(ov.relative_cpu) and ov.fixed_s > 0 and 0 <= ov.sampler_cpu_share < 0.5
-    with pytest.raises(ValueError, match="repeats=0"):
-        bench.measure_overhead(repeats=0)
+def test_overhead_verdict_is_missed_when_the_direct_pairs_show_more_than_the_target():
+    # The per-poll extrapolation is small, but the direct pairs say the meter costs > 1 % anyway:
+    # something independent of the polling rate, which the verdict must not hide.
+    ov = bench.Overhead(
+        0.001, (0.0, 0.002), 1e-4, (0, 2e-4), 10.0, 900.0, 0.05, (0.03, 0.07), 0.05, (0.03, 0.07), 0.001, 0.05, 10, True
+    )
+    assert ov.verdict == "missed"
+
+
+def test_measure_overhead_extrapolates_the_cost_per_poll():
+    ov = bench.measure_overhead(repeats=2, work_s=0.05, amplified_hz=500.0)
+    assert ov.repeats == 2 and ov.polling and ov.poll_hz == 10
+    assert ov.relative_ci[0] <= ov.relative <= ov.relative_ci[1] or math.isnan(ov.relative_ci[0])
+    assert ov.relative == pytest.approx(ov.per_poll_s * 10)
+    assert ov.amplified_polls_per_s > 50  # the amplified sampler really woke up far more than 10 times a second
+    assert math.isfinite(ov.direct_cpu) and ov.fixed_s > 0 and 0 <= ov.sampler_cpu_share < 0.5
+    with pytest.raises(ValueError, match="repeats=1"):
+        bench.measure_overhead(repeats=1)
+    with pytest.raises(ValueError, match="amplified_hz=5"):
+        bench.measure_overhead(amplified_hz=5.0)
 
 
 def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
@@ -62,6 +76,7 @@ def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
     bf16 = table.loc["synthesis bf16 / fp32 speed-up WF1"]
     assert bf16.value > 0 or bf16.detail.startswith("not measured: ")  # measured, or says why not
     assert "target <= 0.01" in table.loc["metering overhead (wall)", "detail"]
+    assert table.loc["metering cost per poll", "unit"] == "s"
     assert "written to" in capsys.readouterr().out
 
 

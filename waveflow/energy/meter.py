@@ -124,7 +124,8 @@ class EnergyMeter:
         self._sections: list[tuple[str, float, _Snap, float, _Snap]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.poll_cpu_s = 0.0
+        self.poll_cpu_s = 0.0  # CPU seconds of the sampling thread, and its wake-ups: for the overhead bench
+        self.polls = 0
 
     # -- set-up -------------------------------------------------------------------------------
     def _build_readers(self) -> None:
@@ -244,6 +245,7 @@ class EnergyMeter:
         cpu0 = time.thread_time()
         while not self._stop.wait(interval):
             self.poll_cpu_s = time.thread_time() - cpu0  # the sampler's own CPU use, for the overhead bench
+            self.polls += 1
             now = time.perf_counter()
             for r in pollers:
                 if now >= due[id(r)]:

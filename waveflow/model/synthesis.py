@@ -113,19 +113,27 @@ class _Ring:
     def __init__(self, layer: _FastLayer, width: int, like: torch.Tensor) -> None:
         k, r, d = layer.kernel_size, layer.channels, layer.dilation_h
         self.k, self.r, self.d, self.pad, self.width = k, r, d, layer.pad_w, width
+        self.shifts = [t * layer.dilation_w for t in range(k)]
         self.slots = like.new_zeros(d, 2 * k * r, width + 2 * layer.pad_w)
+        self._views: dict[int, tuple] = {}
 
-    def write(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two (r, W) views where input row ``p`` goes: (primary, twin)."""
-        q = p // self.d
-        s = q % self.k
-        ring, r, pad, w = self.slots[p % self.d], self.r, self.pad, self.width
-        return ring[(s + self.k) * r : (s + self.k + 1) * r, pad : pad + w], ring[s * r : (s + 1) * r, pad : pad + w]
-
-    def window(self, p: int) -> torch.Tensor:
-        """The (k*r, W + 2 pad) matrix of input rows p - (k-1)d ... p (zeros before row 0)."""
-        s = (p // self.d) % self.k
-        return self.slots[p % self.d][(s + 1) * self.r : (s + 1 + self.k) * self.r]
+    def views(self, p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``(primary, twin, window, operands)`` for input row ``p``: ``operands[t]`` is the window
+        shifted by ``t * d_w`` columns, the (k*r, W) right-hand side of tap t. The slots repeat
+        with period d*k in p, so each view is made once per ring (slicing a tensor costs
+        microseconds of dispatch, against a tap product of tens of microseconds)."""
+        key = p % (self.d * self.k)
+        if key not in self._views:
+            s = (p // self.d) % self.k
+            ring, r, pad, w = self.slots[p % self.d], self.r, self.pad, self.width
+            window = ring[(s + 1) * r : (s + 1 + self.k) * r]
+            self._views[key] = (
+                ring[(s + self.k) * r : (s + self.k + 1) * r, pad : pad + w],
+                ring[s * r : (s + 1) * r, pad : pad + w],
+                window,
+                [window[:, d : d + w] for d in self.shifts],
+            )
+        return self._views[key]
 
 
 class FastSynthesizer(nn.Module):
@@ -186,29 +194,29 @@ class FastSynthesizer(nn.Module):
         h, width = x.shape
         r, dtype = flow.channels, self.dtype
         rings = [_Ring(layer, width, c) for layer in flow.layers]  # zeros: the causal padding
+        taps = [list(layer.taps.unbind(0)) for layer in flow.layers]
         acc = c.new_empty(2 * r, width)  # pre-activation of the gate
+        filt, gate_half = acc[:r], acc[r:]
         gate = c.new_empty(r, width)
         skip = c.new_empty(r, width)
         for row in range(1, h):
             p = row - 1  # the network's input row: output row `row` is predicted from rows < row
             # Front 1x1 conv of the previous audio row, written straight into layer 0's ring.
-            e, twin = rings[0].write(p)
+            e, twin, _, operands = rings[0].views(p)
             torch.addcmul(flow.front_bias, flow.front, x[p].to(dtype)[None], out=e)
             twin.copy_(e)
             for j, layer in enumerate(flow.layers):
-                window = rings[j].window(p)
                 torch.addmm(layer.cond_bias, layer.cond, c[row], out=acc)
-                for t in range(layer.kernel_size):
-                    d = t * layer.dilation_w
-                    torch.addmm(acc, layer.taps[t], window[:, d : d + width], out=acc)
+                for tap, operand in zip(taps[j], operands):
+                    torch.addmm(acc, tap, operand, out=acc)
                 acc.sigmoid_()  # gate / 2 = (sigmoid(2a) - 1/2) sigmoid(b); see _FastLayer
-                torch.mul(acc[:r].sub_(0.5), acc[r:], out=gate)
+                torch.mul(filt.sub_(0.5), gate_half, out=gate)
                 if j == 0:
                     torch.addmm(flow.skip_bias, layer.skip, gate, out=skip)
                 else:
                     torch.addmm(skip, layer.skip, gate, out=skip)
                 if not layer.last:  # residual: next layer's input row, straight into its ring
-                    nxt, twin = rings[j + 1].write(p)
+                    nxt, twin, _, operands = rings[j + 1].views(p)
                     torch.addmm(layer.res_bias, layer.res, gate, out=nxt).add_(e)
                     twin.copy_(nxt)
                     e = nxt

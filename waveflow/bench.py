@@ -33,6 +33,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -422,6 +423,16 @@ class _ConstantPowerNvml:
         raise self.NVMLError_NotSupported("no counter")
 
 
+class _Block(NamedTuple):
+    """One timed repetition of the work; the meter's fields stay 0 for a plain one."""
+
+    wall: float
+    cpu: float
+    fixed_s: float = 0.0  # start() + stop(), outside the timed work
+    sampler_share: float = 0.0  # CPU seconds of the sampling thread per wall second
+    polls: int = 0
+
+
 AMPLIFIED_HZ = 1000.0  # sampler rate of the amplified pairs (the wake-ups actually reached are counted)
 
 
@@ -481,13 +492,13 @@ def measure_overhead(
     step()
     n_steps = max(1, round(work_s / max(time.perf_counter() - t, 1e-6)))
 
-    def work() -> tuple[float, float]:
+    def work() -> _Block:
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(n_steps):
             step()
-        return time.perf_counter() - wall, time.process_time() - cpu
+        return _Block(time.perf_counter() - wall, time.process_time() - cpu)
 
-    def metered(hz: float) -> tuple[float, float, float, float, int]:
+    def metered(hz: float) -> _Block:
         meter = EnergyMeter(
             "overhead",
             pue=1.0,
@@ -499,12 +510,14 @@ def measure_overhead(
         t0 = time.perf_counter()
         meter.start()
         t1 = time.perf_counter()
-        wall, cpu = work()
+        block = work()
         t2 = time.perf_counter()
         meter.stop()
-        return wall, cpu, (t1 - t0) + (time.perf_counter() - t2), meter.poll_cpu_s / wall, meter.polls
+        fixed_s = (t1 - t0) + (time.perf_counter() - t2)
+        return block._replace(fixed_s=fixed_s, sampler_share=meter.poll_cpu_s / block.wall, polls=meter.polls)
 
-    def pair(i: int, hz: float) -> tuple[tuple[float, float], tuple[float, float, float, float, int]]:
+    def pair(i: int, hz: float) -> tuple[_Block, _Block]:
+        """(plain, metered), run in the order that alternates with ``i``."""
         if i % 2:
             m = metered(hz)
             return work(), m
@@ -515,13 +528,13 @@ def measure_overhead(
     wall_ratios, cpu_ratios, fixed, shares, per_poll, rates = [], [], [], [], [], []
     for i in range(repeats):
         p, m = pair(i, poll_hz)
-        wall_ratios.append(m[0] / p[0] - 1.0)
-        cpu_ratios.append(m[1] / p[1] - 1.0 if p[1] > 0 else math.nan)
-        fixed.append(m[2])
-        shares.append(m[3])
+        wall_ratios.append(m.wall / p.wall - 1.0)
+        cpu_ratios.append(m.cpu / p.cpu - 1.0 if p.cpu > 0 else math.nan)
+        fixed.append(m.fixed_s)
+        shares.append(m.sampler_share)
         p, m = pair(i + 1, amplified_hz)
-        per_poll.append((m[0] - p[0]) / max(m[4], 1))
-        rates.append(m[4] / m[0])
+        per_poll.append((m.wall - p.wall) / max(m.polls, 1))
+        rates.append(m.polls / m.wall)
     direct, direct_ci = trimmed_mean_ci(wall_ratios)
     cpu, cpu_ci = trimmed_mean_ci([c for c in cpu_ratios if math.isfinite(c)] or [math.nan])
     cost, cost_ci = trimmed_mean_ci(per_poll)

@@ -87,10 +87,12 @@ class _DilatedConvOnCPU(torch.autograd.Function):
 
 class CausalConv2d(nn.Conv2d):
     """A dilated ``Conv2d`` that pads its own input: causal along height (zeros above only, so
-    output row i never sees a later row), 'same' along width (centred, non-causal).
+    output row i depends on rows i - (k-1) d_h ... i and never on a later one: the autoregressive
+    property of the flow), 'same' along width (centred, non-causal).
 
     It is an ``nn.Conv2d`` (same parameters and state-dict keys, counted by thop's convolution
-    rule); on the CPU a dilated kernel trains through :class:`_DilatedConvOnCPU`.
+    rule); on the CPU (and on meta, where FLOPs are counted, so the count is the CPU path's) a
+    dilated kernel trains through :class:`_DilatedConvOnCPU`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation_h: int, dilation_w: int) -> None:
@@ -151,8 +153,6 @@ class ResidualLayer(nn.Module):
 
         Returns ``(residual or None, skip)``. Output row ``i`` sees input rows ``<= i`` only.
         """
-        # Padding only the top makes row i depend on rows i - (k-1) d_h ... i, i.e. never on a later
-        # row: the autoregressive property of the flow.
         h = self.dilated(x) + self.cond(c)
         # chunk, not slicing: the backward of a split is one cat, of two slices two zero-filled
         # full-size buffers and two copies (about 4 % of a CPU training step).

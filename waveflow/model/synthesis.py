@@ -91,12 +91,12 @@ class _FastLayer(nn.Module):
         # pre-activation instead of a tanh (which costs ~3x a sigmoid per element on the CPU). The 2
         # inside is folded into the filter half of the dilated and conditioning weights, the 2
         # outside into the output 1x1 conv, which is linear in the gate. Powers of two: exact.
-        half = torch.ones(2 * r, 1, dtype=layer.dilated.weight.dtype, device=layer.dilated.weight.device)
-        half[:r] = 2.0
-        w = layer.dilated.weight.detach() * half[:, :, None, None]  # (2r, r, k_h, k_w); row a x input p-(k-1-a)d_h
+        scale = torch.ones(2 * r, 1, dtype=layer.dilated.weight.dtype, device=layer.dilated.weight.device)
+        scale[:r] = 2.0  # the filter half
+        w = layer.dilated.weight.detach() * scale[:, :, None, None]  # (2r, r, k_h, k_w); row a x input p-(k-1-a)d_h
         self.register_buffer("taps", w.permute(3, 0, 2, 1).reshape(k, 2 * r, k * r).to(dtype).contiguous())
-        self.register_buffer("cond", (layer.cond.weight.detach().flatten(1) * half).to(dtype).contiguous())
-        bias = (layer.dilated.bias + layer.cond.bias).detach()[:, None] * half
+        self.register_buffer("cond", (layer.cond.weight.detach().flatten(1) * scale).to(dtype).contiguous())
+        bias = (layer.dilated.bias + layer.cond.bias).detach()[:, None] * scale
         self.register_buffer("cond_bias", bias.to(dtype).contiguous())
         w_out = 2.0 * layer.res_skip.weight.detach().flatten(1).to(dtype)
         b_out = layer.res_skip.bias.detach().to(dtype)[:, None]
@@ -143,9 +143,10 @@ class _Ring:
         self.slots = like.new_zeros(d, 2 * k * r, width + 2 * layer.pad_w)
         self._views: dict[int, tuple] = {}
 
-    def views(self, p: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """``(primary, twin, window, operands)`` for input row ``p``: ``operands[t]`` is the window
-        shifted by ``t * d_w`` columns, the (k*r, W) right-hand side of tap t. The slots repeat
+    def views(self, p: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``(primary, twin, operands)`` for input row ``p``: the two (r, W) views where row p is
+        written, and ``operands[t]``, the (k*r, W + 2 pad) window of rows p - (k-1)d ... p shifted
+        by ``t * d_w`` columns, the (k*r, W) right-hand side of tap t. The slots repeat
         with period d*k in p, so each view is made once per ring (slicing a tensor costs
         microseconds of dispatch, against a tap product of tens of microseconds)."""
         key = p % (self.d * self.k)
@@ -156,7 +157,6 @@ class _Ring:
             self._views[key] = (
                 ring[(s + self.k) * r : (s + self.k + 1) * r, pad : pad + w],
                 ring[s * r : (s + 1) * r, pad : pad + w],
-                window,
                 [window[:, d : d + w] for d in self.shifts],
             )
         return self._views[key]
@@ -228,7 +228,7 @@ class FastSynthesizer(nn.Module):
         for row in range(1, h):
             p = row - 1  # the network's input row: output row `row` is predicted from rows < row
             # Front 1x1 conv of the previous audio row, written straight into layer 0's ring.
-            e, twin, _, operands = rings[0].views(p)
+            e, twin, operands = rings[0].views(p)
             torch.addcmul(flow.front_bias, flow.front, x[p].to(dtype)[None], out=e)
             twin.copy_(e)
             for j, layer in enumerate(flow.layers):
@@ -242,7 +242,7 @@ class FastSynthesizer(nn.Module):
                 else:
                     torch.addmm(skip, layer.skip, gate, out=skip)
                 if not layer.last:  # residual: next layer's input row, straight into its ring
-                    nxt, twin, _, operands = rings[j + 1].views(p)
+                    nxt, twin, operands = rings[j + 1].views(p)
                     torch.addmm(layer.res_bias, layer.res, gate, out=nxt).add_(e)
                     twin.copy_(nxt)
                     e = nxt

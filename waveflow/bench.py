@@ -141,6 +141,11 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
     the model now takes that gradient from the forward kernel
     (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process.
     Next are the 1x1 convolutions (K = 64 and 80 channels), which run at 45-65 % of peak both ways.
+    Measured and not adopted: channels-last (NHWC) tensors. oneDNN's NHWC forward kernel is faster
+    (140 against 93 GFLOP/s at dilation (2, 16)), but its weight-gradient kernel is slower (60
+    against 77; 29 against 89 undilated), and a weight gradient written as nine long-K GEMMs over
+    the flattened padded rows reached only 89-94 GFLOP/s; with the layout conversions, a dilated
+    layer's forward + both gradients came out at 0.77-1.10x the NCHW path.
     """
     cfg = get_config(config)
     model = WaveFlow(cfg).train()

@@ -37,6 +37,19 @@ the short-K products (K = 64 and 80 reach 55-85 % of what K = 192 does). Not pos
 the height loop of several flows in one pass, since the rows are reversed between flows and row
 1 of flow i needs the last row of flow i + 1.
 
+Measured and not adopted (same machine, in-process, best of repetitions):
+
+* *one GEMM per layer over all k x k taps* (a row buffer laid out im2col-ready, each row stored at
+  its k width shifts): a 128 x 576 x 1,376 product took 1.47-1.68 ms against 1.37-1.64 ms for the
+  three 128 x 192 x 1,376 tap products it replaces, so it saves nothing, while storing the shifted
+  copies adds two r x W copies per layer-step. As a whole synthesis it ran 1.34x *slower*, most of
+  it from zero-filling the larger buffers;
+* *torch.compile of the gate* (Inductor, one fused kernel for ``(sigmoid(a) - 1/2) sigmoid(b)``):
+  200-235 us per call against 175-200 us eager (the compiled call's own overhead and its output
+  allocation outweigh the saved memory passes), after an 18 s compilation;
+* channels-last layouts do not apply: every product here is already a plain 2-D GEMM on
+  contiguous rows.
+
 Its output equals the reference path to float32 rounding for the same ``z``
 (``tests/test_synthesis.py`` checks <= 1e-4 for h = 8, 16, 32 and 64).
 """

@@ -4,11 +4,13 @@ WaveFlow rules and against the closed form."""
 from __future__ import annotations
 
 import pytest
+import torch
+from conftest import tiny_config
 
 from waveflow.audio import HOP_LENGTH, SAMPLE_RATE
 from waveflow.cli import main
-from waveflow.flops import COUNT_SAMPLES, count
-from waveflow.model import PAPER_CONFIGS
+from waveflow.flops import COUNT_SAMPLES, aten_flops, aten_training_flops, count, thop_macs, thop_rules
+from waveflow.model import PAPER_CONFIGS, WaveFlow
 
 
 def closed_form_macs(h: int, r: int, n_flows: int = 8, n_layers: int = 8, n_mels: int = 80) -> float:
@@ -52,9 +54,40 @@ def test_training_step_is_counted_forward_and_backward():
 
 
 def test_weight_normed_convs_are_not_silently_skipped():
-    # Without the custom rules thop counts ParametrizedConv2d as zero (about 0.02 GMAC in total).
+    # Without the custom rules thop counts ParametrizedConv2d and CausalConv2d as zero (thop matches
+    # classes exactly), leaving about 0.02 GMAC in total.
     c = count(PAPER_CONFIGS["WF2"], "density")
     assert c.macs_per_audio_second > 100e9
+
+
+@pytest.mark.parametrize("weight_norm", [True, False])
+def test_thop_rules_cover_every_convolution_class(weight_norm):
+    with torch.device("meta"):
+        model = WaveFlow(tiny_config(h=8, r=8), weight_norm=weight_norm)
+    rules = thop_rules(model)
+    convs = {type(m) for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)}
+    assert convs - {torch.nn.Conv2d} <= set(rules), convs - set(rules)
+
+
+def test_counting_the_plain_weight_build_changes_no_count():
+    """``count`` builds plain weights on meta (weight norm adds no product either counter sees, and its
+    norms cost seconds there): the weight-normed model, counted directly, gives the same numbers."""
+    cfg = tiny_config(h=8, r=8)
+    audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
+    mel = torch.zeros(1, cfg.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")
+    counts = []
+    for weight_norm in (True, False):
+        with torch.device("meta"):
+            model = WaveFlow(cfg, weight_norm=weight_norm)
+        with torch.no_grad():
+            density = aten_flops(model, (audio, mel)), thop_macs(model, (audio, mel))
+        counts.append((density, aten_training_flops(model.train(), audio, mel)))
+    assert counts[0] == counts[1]
+    scale = SAMPLE_RATE / COUNT_SAMPLES
+    (aten, macs), (forward, total) = counts[0]
+    c = count(cfg, "training")
+    assert (c.forward_flops_per_audio_second, c.flops_per_audio_second) == (forward * scale, total * scale)
+    assert c.macs_per_audio_second == macs * scale
 
 
 def test_bad_direction_is_rejected():

@@ -80,7 +80,7 @@ def run_params(args: argparse.Namespace) -> int:
     for name, paper in PAPER.items():
         cfg = paper.config
         with torch.device("meta"):  # counting only
-            n = WaveFlow(cfg).num_parameters()
+            n = WaveFlow(cfg, weight_norm=False).num_parameters()
         rows.append((name, cfg.n_height, cfg.res_channels, n, paper.paper_params_millions))
     if args.format == "csv":
         print("config,h,r,params")

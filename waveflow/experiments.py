@@ -218,7 +218,7 @@ def _training_row(
     j_per_sample = record.energy_j_pue / audio_samples
     low, high = _bounds(record)
     with torch.device("meta"):  # counting only: no memory for WF5's 86 M parameters
-        params = WaveFlow(config).num_parameters()
+        params = WaveFlow(config, weight_norm=False).num_parameters()
     train_gflops = count_flops(config, "training").flops_per_audio_second * audio_samples / SAMPLE_RATE / 1e9
     row = {
         "config": name,

@@ -38,7 +38,6 @@ import thop
 import torch
 from thop.vision.basic_hooks import count_convNd
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from .audio import HOP_LENGTH, SAMPLE_RATE
@@ -61,7 +60,9 @@ def thop_rules(module: nn.Module) -> dict[type, object]:
     for m in module.modules():
         if isinstance(m, nn.modules.conv._ConvTransposeNd):
             rules[type(m)] = count_conv_transpose
-        elif isinstance(m, nn.modules.conv._ConvNd) and parametrize.is_parametrized(m):
+        elif isinstance(m, nn.modules.conv._ConvNd) and type(m) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+            # thop matches classes exactly: a subclass (CausalConv2d) or a parametrised (weight-normed)
+            # class would otherwise be skipped without a word
             rules[type(m)] = count_convNd
     return rules
 
@@ -144,9 +145,14 @@ def count(config: WaveFlowConfig, direction: str, name: str = "custom") -> FlopC
 @functools.lru_cache(maxsize=64)
 def _count(config: WaveFlowConfig, direction: str) -> tuple[float, float, float]:
     """``(FLOPs, forward FLOPs, thop forward MACs)`` per audio second; cached because counting a
-    paper-size model takes seconds and E_gen, the batch sweep and E_train ask for the same counts."""
+    paper-size model takes seconds and E_gen, the batch sweep and E_train ask for the same counts.
+
+    The model is built with plain weights: weight norm adds only element-wise work, which neither
+    counter counts (the counts are equal, ``tests/test_flops.py``), and its ~400 norms cost seconds
+    of Python per build on meta.
+    """
     with torch.device("meta"):  # build on meta: no memory, no arithmetic
-        model = WaveFlow(config).train(direction == "training")
+        model = WaveFlow(config, weight_norm=False).train(direction == "training")
         module = FastSynthesizer(model) if direction == "synthesis" else model
     audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
     mel = torch.zeros(1, config.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")

@@ -181,7 +181,7 @@ def reference_row() -> dict[str, Any]:
     counted = count_flops(config, "training", REFERENCE)
     step_seconds = PAPER_BATCH * DEFAULT_SEGMENT / 22_050
     with torch.device("meta"):
-        params = WaveFlow(config).num_parameters()
+        params = WaveFlow(config, weight_norm=False).num_parameters()
     return {
         "model": REFERENCE,
         "params_generator": params,

@@ -137,14 +137,26 @@ class WaveFlow(nn.Module):
 
     Args:
         config: a :class:`~waveflow.config.WaveFlowConfig` (default: WF2, h=16, r=64).
+        weight_norm: weight-normalise the convolutions, as trained (default). ``False`` builds plain
+            weights: the form :func:`~waveflow.model.fold_weight_norm` returns, and what to build
+            on the meta device to count FLOPs or parameters, where the ~400 norms of a weight-normed
+            build cost seconds of Python and change neither count.
     """
 
-    def __init__(self, config: WaveFlowConfig | None = None) -> None:
+    def __init__(self, config: WaveFlowConfig | None = None, *, weight_norm: bool = True) -> None:
         super().__init__()
         self.config = config = config or WaveFlowConfig()
-        self.upsampler = MelUpsampler(config.upsample_scales, config.leaky_slope)
+        self.weight_norm = weight_norm
+        self.upsampler = MelUpsampler(config.upsample_scales, config.leaky_slope, weight_norm=weight_norm)
         self.flows = nn.ModuleList(
-            CouplingNet(config.res_channels, config.n_mels, config.kernel_size, config.dilations_h, config.dilations_w)
+            CouplingNet(
+                config.res_channels,
+                config.n_mels,
+                config.kernel_size,
+                config.dilations_h,
+                config.dilations_w,
+                weight_norm=weight_norm,
+            )
             for _ in range(config.n_flows)
         )
         perms = [permutation(config.n_height, i, config.n_flows, config.permutation) for i in range(config.n_flows)]
@@ -249,5 +261,15 @@ class WaveFlow(nn.Module):
 
     # ----------------------------------------------------------------------------------------
     def num_parameters(self) -> int:
-        """Every parameter, weight-norm gains included (the paper's count)."""
-        return sum(p.numel() for p in self.parameters())
+        """Every parameter, weight-norm gains included (the paper's count).
+
+        A plain-weight model (``weight_norm=False``) adds the gains its weight-normed twin has, one
+        per entry of dim 0 of every convolution but the flows' output convolutions, so both forms
+        give the paper's figure.
+        """
+        total = sum(p.numel() for p in self.parameters())
+        if not self.weight_norm:
+            outs = {id(flow.out) for flow in self.flows}
+            convs = (m for m in self.modules() if isinstance(m, nn.modules.conv._ConvNd) and id(m) not in outs)
+            total += sum(m.weight.shape[0] for m in convs)
+        return total

@@ -4,6 +4,11 @@ Every convolution except the zero-initialised output convolution is weight-norma
 ``g`` per output channel). The gains are real parameters and are counted: with them, and with the
 last residual layer producing skip channels only, the parameter counts equal the paper's
 (5,916,372 for r=64; see ``tests/test_model.py``).
+
+``weight_norm=False`` builds the same blocks with plain weights: the form inference folds the
+model into (:func:`waveflow.model.fold_weight_norm`) and the one shape-only FLOP counting builds
+on the meta device, where each of a model's ~400 norms costs milliseconds of Python and counts
+nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils import parametrizations
+
+
+def normed(conv: nn.Module, enabled: bool = True) -> nn.Module:
+    """``conv`` with its weight reparametrised as ``g * v / ||v||`` (weight norm), or as it is."""
+    return parametrizations.weight_norm(conv) if enabled else conv
 
 
 class MelUpsampler(nn.Module):
@@ -26,14 +36,16 @@ class MelUpsampler(nn.Module):
     Args:
         scales: time stride of each block (default (16, 16), i.e. x256).
         leaky_slope: negative slope of the LeakyReLU (0.4).
+        weight_norm: weight-normalise the convolutions (default; ``False``: plain weights).
     """
 
-    def __init__(self, scales: tuple[int, ...] = (16, 16), leaky_slope: float = 0.4) -> None:
+    def __init__(self, scales: tuple[int, ...] = (16, 16), leaky_slope: float = 0.4, weight_norm: bool = True) -> None:
         super().__init__()
         self.scales = tuple(scales)
         self.leaky_slope = leaky_slope
         self.convs = nn.ModuleList(
-            weight_norm(nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2))) for s in self.scales
+            normed(nn.ConvTranspose2d(1, 1, (3, 2 * s), stride=(1, s), padding=(1, s // 2)), weight_norm)
+            for s in self.scales
         )
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -126,7 +138,14 @@ class ResidualLayer(nn.Module):
     """
 
     def __init__(
-        self, channels: int, n_mels: int, kernel_size: int, dilation_h: int, dilation_w: int, last: bool
+        self,
+        channels: int,
+        n_mels: int,
+        kernel_size: int,
+        dilation_h: int,
+        dilation_w: int,
+        last: bool,
+        weight_norm: bool = True,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -134,9 +153,9 @@ class ResidualLayer(nn.Module):
         self.dilation_h = dilation_h
         self.dilation_w = dilation_w
         self.last = last
-        self.dilated = weight_norm(CausalConv2d(channels, 2 * channels, kernel_size, dilation_h, dilation_w))
-        self.cond = weight_norm(nn.Conv2d(n_mels, 2 * channels, 1))
-        self.res_skip = weight_norm(nn.Conv2d(channels, channels if last else 2 * channels, 1))
+        self.dilated = normed(CausalConv2d(channels, 2 * channels, kernel_size, dilation_h, dilation_w), weight_norm)
+        self.cond = normed(nn.Conv2d(n_mels, 2 * channels, 1), weight_norm)
+        self.res_skip = normed(nn.Conv2d(channels, channels if last else 2 * channels, 1), weight_norm)
 
     @property
     def pad_h(self) -> int:
@@ -173,16 +192,23 @@ class CouplingNet(nn.Module):
         n_mels: conditioning channels.
         kernel_size: kernel of the dilated convs.
         dilations_h, dilations_w: per-layer dilations along height and width.
+        weight_norm: weight-normalise every convolution but ``out`` (default; ``False``: plain weights).
     """
 
     def __init__(
-        self, channels: int, n_mels: int, kernel_size: int, dilations_h: tuple[int, ...], dilations_w: tuple[int, ...]
+        self,
+        channels: int,
+        n_mels: int,
+        kernel_size: int,
+        dilations_h: tuple[int, ...],
+        dilations_w: tuple[int, ...],
+        weight_norm: bool = True,
     ) -> None:
         super().__init__()
         n = len(dilations_h)
-        self.front = weight_norm(nn.Conv2d(1, channels, 1))  # no activation after it
+        self.front = normed(nn.Conv2d(1, channels, 1), weight_norm)  # no activation after it
         self.layers = nn.ModuleList(
-            ResidualLayer(channels, n_mels, kernel_size, dh, dw, last=(i == n - 1))
+            ResidualLayer(channels, n_mels, kernel_size, dh, dw, last=(i == n - 1), weight_norm=weight_norm)
             for i, (dh, dw) in enumerate(zip(dilations_h, dilations_w))
         )
         # Zero init: log_s = t = 0, so every flow starts as the identity and training starts stable.

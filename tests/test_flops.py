@@ -10,7 +10,7 @@ from conftest import tiny_config
 from waveflow.audio import HOP_LENGTH, SAMPLE_RATE
 from waveflow.cli import main
 from waveflow.flops import COUNT_SAMPLES, aten_flops, aten_training_flops, count, thop_macs, thop_rules
-from waveflow.model import PAPER_CONFIGS, WaveFlow
+from waveflow.model import PAPER_CONFIGS, FastSynthesizer, WaveFlow
 
 
 def closed_form_macs(h: int, r: int, n_flows: int = 8, n_layers: int = 8, n_mels: int = 80) -> float:
@@ -113,3 +113,17 @@ def test_cli_training_direction_prints_the_step(capsys):
     row = next(line for line in out.splitlines() if line.startswith("WF1"))
     assert row.split()[1] == "training" and 1.99 < float(row.split()[4]) <= 2.0  # bwd/fwd column
     assert "forward + backward" in out
+
+
+@pytest.mark.parametrize("n_flows", [1, 3])
+def test_synthesis_count_from_one_and_two_flows_equals_the_full_count(n_flows):
+    """``count`` takes synthesis as upsampling + n_flows x one flow; running every flow agrees exactly."""
+    cfg = tiny_config(h=8, r=8, n_flows=n_flows)
+    audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
+    mel = torch.zeros(1, cfg.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")
+    with torch.device("meta"):
+        synth = FastSynthesizer(WaveFlow(cfg))
+    with torch.no_grad():
+        full = aten_flops(synth, (mel, 1.0, audio))
+    assert full > 0
+    assert count(cfg, "synthesis").flops_per_audio_second == full * (SAMPLE_RATE / COUNT_SAMPLES)

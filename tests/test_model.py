@@ -11,7 +11,7 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
 from waveflow.audio import HOP_LENGTH, log_mel
 from waveflow.model import squeeze, unsqueeze
-from waveflow.model.modules import CausalConv2d
+from waveflow.model.modules import CausalConv2d, PointwiseConv2d, normed
 
 # The paper's Table 2 counts, exact (the paper prints them truncated to 2 decimals).
 PAPER_COUNTS = {"WF1": 5_916_372, "WF2": 5_916_372, "WF3": 12_782_036, "WF4": 22_252_756, "WF5": 86_186_196}
@@ -57,6 +57,30 @@ def test_dilated_conv_gradients_on_cpu_equal_the_plain_convolution(dilation_h, d
     for a, b in zip(got, [x.grad, conv.weight.grad, conv.bias.grad], strict=True):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(conv, (x[:1, :, :4, :9].detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pointwise_conv_as_batched_matmul_equals_the_convolution(weight_norm, batch):
+    """The CPU path of the 1x1 convolutions is one ``baddbmm``; output and all three gradients must
+    equal autograd through ``conv2d``, also for an input that is a non-contiguous view."""
+    torch.manual_seed(0)
+    conv = normed(PointwiseConv2d(4, 6).double(), weight_norm)
+    full = torch.randn(batch, 8, 5, 7, dtype=torch.float64)
+    x = full[:, ::2].detach().requires_grad_()  # every other channel: not contiguous
+    grad = torch.randn(batch, 6, 5, 7, dtype=torch.float64)
+    params = list(conv.parameters())
+    fast = conv(x)
+    fast.backward(grad)
+    got = [t.grad.clone() for t in [x, *params]]
+    for t in [x, *params]:
+        t.grad = None
+    plain = torch.nn.functional.conv2d(x, conv.weight, conv.bias)
+    plain.backward(grad)
+    torch.testing.assert_close(fast, plain)
+    for a, t in zip(got, [x, *params], strict=True):
+        torch.testing.assert_close(a, t.grad)
+    assert torch.autograd.gradcheck(conv, (x[:1, :, :2, :3].detach().requires_grad_(),))
 
 
 def test_squeeze_is_column_major_and_invertible():

@@ -142,7 +142,7 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
     (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process.
     The 1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they
     are now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster
-    on these shapes and worth +6-9 % of the step.
+    on these shapes and worth +5-10 % of the step.
     Measured and not adopted: channels-last (NHWC) tensors. oneDNN's NHWC forward kernel is faster
     (140 against 93 GFLOP/s at dilation (2, 16)), but its weight-gradient kernel is slower (60
     against 77; 29 against 89 undilated), and a weight gradient written as nine long-K GEMMs over

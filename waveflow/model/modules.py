@@ -135,7 +135,7 @@ class PointwiseConv2d(nn.Conv2d):
     oneDNN's 1x1 convolution kernels reach a third to a half of the CPU's matmul peak on these
     shapes (r = 64 -> 2r and 80 mel channels -> 2r over rows x width = 15,000 positions), forward
     and backward. Written as ``baddbmm(bias, W, x)`` over ``(B, C_in, rows * W)``, the forward and
-    both gradients are plain GEMMs: about twice as fast for 64 -> 128 and 80 -> 128, and +6-10 %
+    both gradients are plain GEMMs: about twice as fast for 64 -> 128 and 80 -> 128, and +5-10 %
     on a whole WF2 training step (2-vCPU AMD EPYC, torch 2.13, in-process A/B). Same parameters
     and state-dict keys, the same FLOP count (2 B C_in C_out positions, forward and per gradient),
     equal to the convolution within float rounding (``tests/test_model.py``). Other devices keep

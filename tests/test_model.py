@@ -11,7 +11,7 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
 from waveflow.audio import HOP_LENGTH, log_mel
 from waveflow.model import squeeze, unsqueeze
-from waveflow.model.modules import CausalConv2d, PointwiseConv2d, normed
+from waveflow.model.modules import CausalConv2d, PointwiseConv2d, ResidualLayer, normed
 
 # The paper's Table 2 counts, exact (the paper prints them truncated to 2 decimals).
 PAPER_COUNTS = {"WF1": 5_916_372, "WF2": 5_916_372, "WF3": 12_782_036, "WF4": 22_252_756, "WF5": 86_186_196}
@@ -81,6 +81,27 @@ def test_pointwise_conv_as_batched_matmul_equals_the_convolution(weight_norm, ba
     for a, t in zip(got, [x, *params], strict=True):
         torch.testing.assert_close(a, t.grad)
     assert torch.autograd.gradcheck(conv, (x[:1, :, :2, :3].detach().requires_grad_(),))
+
+
+def test_residual_layer_accumulating_the_conditioning_equals_the_sum_of_both_convolutions():
+    """On the CPU the conditioning product accumulates into the dilated conv's output, whose bias is
+    the sum of both: output and gradients (both biases included) equal ``dilated(x) + cond(c)``."""
+    torch.manual_seed(0)
+    layer = ResidualLayer(4, 5, 3, 2, 2, last=False).double()
+    x = torch.randn(2, 4, 6, 9, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(2, 5, 6, 9, dtype=torch.float64, requires_grad=True)
+    inputs = [x, c, *layer.dilated.parameters(), *layer.cond.parameters()]
+    fused = layer.cond(c, layer.dilated(x, layer.dilated.bias + layer.cond.bias))
+    grad = torch.randn_like(fused)
+    got = torch.autograd.grad(fused, inputs, grad)
+    plain = layer.dilated(x) + layer.cond(c)
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(got, torch.autograd.grad(plain, inputs, grad), strict=True):
+        torch.testing.assert_close(a, b)
+    res, skip = layer(x, c)
+    filt, gate = plain.chunk(2, dim=1)
+    out = layer.res_skip(torch.tanh(filt) * torch.sigmoid(gate))
+    torch.testing.assert_close(torch.cat([res - x, skip], dim=1), out)
 
 
 def test_squeeze_is_column_major_and_invertible():

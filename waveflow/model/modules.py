@@ -120,13 +120,15 @@ class CausalConv2d(nn.Conv2d):
         """Columns on each side that keep the width 'same'."""
         return (self.kernel_size[1] - 1) * self.dilation[1] // 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, rows, W)`` -> ``(B, C_out, rows, W)``."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C_in, rows, W)`` -> ``(B, C_out, rows, W)``; ``bias``, if given, replaces the layer's
+        own (:class:`ResidualLayer` passes the sum of its two biases, see there)."""
+        bias = self.bias if bias is None else bias
         dilated = self.dilation[0] > 1 or self.dilation[1] > 1
         if dilated and x.device.type in ("cpu", "meta") and torch.is_grad_enabled():
-            return _DilatedConvOnCPU.apply(x, self.weight, self.bias, self.dilation, self.pad_w, self.pad_h)
+            return _DilatedConvOnCPU.apply(x, self.weight, bias, self.dilation, self.pad_w, self.pad_h)
         padded = F.pad(x, (self.pad_w, self.pad_w, self.pad_h, 0))  # (left, right, top, bottom)
-        return F.conv2d(padded, self.weight, self.bias, dilation=self.dilation)
+        return F.conv2d(padded, self.weight, bias, dilation=self.dilation)
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -145,14 +147,21 @@ class PointwiseConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, rows, W)`` -> ``(B, C_out, rows, W)``."""
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C_in, rows, W)`` -> ``(B, C_out, rows, W)``. With ``base`` (``(B, C_out, rows, W)``),
+        ``base + W x`` *without* the bias: the caller has folded the bias into ``base``, and the
+        product accumulates straight into a copy of it (one GEMM, no separate full-size add)."""
         if x.device.type not in ("cpu", "meta"):
-            return super().forward(x)
+            return super().forward(x) if base is None else base + F.conv2d(x, self.weight)
         b, c, h, w = x.shape
         weight = self.weight.view(self.out_channels, c).expand(b, -1, -1)
-        bias = self.bias.view(1, -1, 1) if self.bias is not None else x.new_zeros(1, 1, 1)
-        return torch.baddbmm(bias, weight, x.reshape(b, c, h * w)).view(b, self.out_channels, h, w)
+        if base is not None:
+            start = base.reshape(b, self.out_channels, h * w)
+        elif self.bias is not None:
+            start = self.bias.view(1, -1, 1)
+        else:
+            start = x.new_zeros(1, 1, 1)
+        return torch.baddbmm(start, weight, x.reshape(b, c, h * w)).view(b, self.out_channels, h, w)
 
 
 class ResidualLayer(nn.Module):
@@ -198,7 +207,10 @@ class ResidualLayer(nn.Module):
 
         Returns ``(residual or None, skip)``. Output row ``i`` sees input rows ``<= i`` only.
         """
-        h = self.dilated(x) + self.cond(c)
+        # dilated(x) + cond(c), with the conditioning product accumulated straight into the dilated
+        # conv's output (both biases added by the conv): on the CPU a copy instead of a bias fill
+        # and a full-size add, about 3 % of a training step.
+        h = self.cond(c, self.dilated(x, self.dilated.bias + self.cond.bias))
         # chunk, not slicing: the backward of a split is one cat, of two slices two zero-filled
         # full-size buffers and two copies (about 4 % of a CPU training step).
         filt, gate = h.chunk(2, dim=1)

@@ -60,6 +60,14 @@ def test_weight_normed_convs_are_not_silently_skipped():
     assert c.macs_per_audio_second > 100e9
 
 
+def _meta_inputs(cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio and mel of the count window on meta, as ``count`` uses them."""
+    return (
+        torch.zeros(1, COUNT_SAMPLES, device="meta"),
+        torch.zeros(1, cfg.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta"),
+    )
+
+
 @pytest.mark.parametrize("weight_norm", [True, False])
 def test_thop_rules_cover_every_convolution_class(weight_norm):
     with torch.device("meta"):
@@ -73,8 +81,7 @@ def test_counting_the_plain_weight_build_changes_no_count():
     """``count`` builds plain weights on meta (weight norm adds no product either counter sees, and its
     norms cost seconds there): the weight-normed model, counted directly, gives the same numbers."""
     cfg = tiny_config(h=8, r=8, n_flows=2)
-    audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
-    mel = torch.zeros(1, cfg.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")
+    audio, mel = _meta_inputs(cfg)
     counts = []
     for weight_norm in (True, False):
         with torch.device("meta"):
@@ -119,8 +126,7 @@ def test_cli_training_direction_prints_the_step(capsys):
 def test_synthesis_count_from_one_and_two_flows_equals_the_full_count(n_flows):
     """``count`` takes synthesis as upsampling + n_flows x one flow; running every flow agrees exactly."""
     cfg = tiny_config(h=8, r=8, n_flows=n_flows)
-    audio = torch.zeros(1, COUNT_SAMPLES, device="meta")
-    mel = torch.zeros(1, cfg.n_mels, COUNT_SAMPLES // HOP_LENGTH + 1, device="meta")
+    audio, mel = _meta_inputs(cfg)
     with torch.device("meta"):
         synth = FastSynthesizer(WaveFlow(cfg))
     with torch.no_grad():

@@ -72,15 +72,12 @@ def add_params_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_params(args: argparse.Namespace) -> int:
     """Print the paper's configurations with their parameter counts."""
-    import torch
-
-    from .model import PAPER, WaveFlow
+    from .model import PAPER, parameter_count
 
     rows = []
     for name, paper in PAPER.items():
         cfg = paper.config
-        with torch.device("meta"):  # counting only
-            n = WaveFlow(cfg, weight_norm=False).num_parameters()
+        n = parameter_count(cfg)
         rows.append((name, cfg.n_height, cfg.res_channels, n, paper.paper_params_millions))
     if args.format == "csv":
         print("config,h,r,params")

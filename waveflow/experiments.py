@@ -34,7 +34,7 @@ from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
 from .devices import resolve_device
 from .energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
 from .flops import count as count_flops
-from .model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, synthesize
+from .model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, parameter_count, synthesize
 from .train import PAPER_BATCH, PAPER_STEPS, TrainConfig, train
 
 #: 16,000-sample training crops, as in WaveFlow (Ping et al.) and its released code; Douwes et al.
@@ -217,8 +217,7 @@ def _training_row(
     audio_samples = examples * run.segment
     j_per_sample = record.energy_j_pue / audio_samples
     low, high = _bounds(record)
-    with torch.device("meta"):  # counting only: no memory for WF5's 86 M parameters
-        params = WaveFlow(config, weight_norm=False).num_parameters()
+    params = parameter_count(config)
     train_gflops = count_flops(config, "training").flops_per_audio_second * audio_samples / SAMPLE_RATE / 1e9
     row = {
         "config": name,

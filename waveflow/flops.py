@@ -179,8 +179,8 @@ def _synthesis_flops(config: WaveFlowConfig, inputs: tuple) -> float:
     of Python (the counter's dispatch and addmm's meta decomposition), so the whole loop is not run
     n_flows times. The flows of a config are copies of one coupling network, so the count is
     ``upsampling + n_flows x flow``, exactly: ``c1 + (n_flows - 1) (c2 - c1)`` with ``c1``, ``c2``
-    the counts of the same synthesis with one and with two flows (a test checks this against a
-    full eight-flow count).
+    the counts of the same synthesis with one and with two flows (``tests/test_flops.py`` checks
+    this against running every flow).
     """
 
     def flops(n_flows: int) -> float:

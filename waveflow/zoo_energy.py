@@ -41,7 +41,7 @@ from .data import DEFAULT_SEGMENT
 from .devices import resolve_device
 from .energy import J_PER_KWH, EnergyMeter, EnergyRecord, append_record, hardware
 from .flops import count as count_flops
-from .model import PAPER, WaveFlow
+from .model import PAPER, parameter_count
 from .train import PAPER_BATCH, PAPER_STEPS
 from .zoo import (
     MODEL_NAMES,
@@ -180,8 +180,7 @@ def reference_row() -> dict[str, Any]:
     config = PAPER[REFERENCE].config
     counted = count_flops(config, "training", REFERENCE)
     step_seconds = PAPER_BATCH * DEFAULT_SEGMENT / 22_050
-    with torch.device("meta"):
-        params = WaveFlow(config, weight_norm=False).num_parameters()
+    params = parameter_count(config)
     return {
         "model": REFERENCE,
         "params_generator": params,

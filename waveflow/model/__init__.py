@@ -7,7 +7,7 @@ the building blocks, :mod:`~.flow` the model with its density pass and reference
 
 from .checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import PAPER, PAPER_CONFIGS, PaperConfig, WaveFlowConfig, from_dict_checked, get_config
-from .flow import WaveFlow, prepare_latent, squeeze, unsqueeze
+from .flow import WaveFlow, parameter_count, prepare_latent, squeeze, unsqueeze
 from .synthesis import DEFAULT_SIGMA, FastSynthesizer, fold_weight_norm, synthesize
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "from_dict_checked",
     "get_config",
     "load_checkpoint",
+    "parameter_count",
     "prepare_latent",
     "read_checkpoint",
     "rng_state",

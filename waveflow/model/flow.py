@@ -273,3 +273,11 @@ class WaveFlow(nn.Module):
             convs = (m for m in self.modules() if isinstance(m, nn.modules.conv._ConvNd) and id(m) not in outs)
             total += sum(m.weight.shape[0] for m in convs)
         return total
+
+
+def parameter_count(config: WaveFlowConfig) -> int:
+    """The paper's parameter count of ``config`` (weight-norm gains included), from a plain-weight
+    build on the meta device: no memory (WF5 has 86 M parameters) and none of the ~400 norms a
+    weight-normed build computes (seconds of Python on meta)."""
+    with torch.device("meta"):
+        return WaveFlow(config, weight_norm=False).num_parameters()

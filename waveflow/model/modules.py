@@ -155,12 +155,7 @@ class PointwiseConv2d(nn.Conv2d):
             return super().forward(x) if base is None else base + F.conv2d(x, self.weight)
         b, c, h, w = x.shape
         weight = self.weight.view(self.out_channels, c).expand(b, -1, -1)
-        if base is not None:
-            start = base.reshape(b, self.out_channels, h * w)
-        elif self.bias is not None:
-            start = self.bias.view(1, -1, 1)
-        else:
-            start = x.new_zeros(1, 1, 1)
+        start = self.bias.view(1, -1, 1) if base is None else base.reshape(b, self.out_channels, h * w)
         return torch.baddbmm(start, weight, x.reshape(b, c, h * w)).view(b, self.out_channels, h, w)
 
 

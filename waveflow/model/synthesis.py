@@ -172,7 +172,7 @@ class _Ring:
             self._views[key] = (
                 ring[(s + self.k) * r : (s + self.k + 1) * r, pad : pad + w],
                 ring[s * r : (s + 1) * r, pad : pad + w],
-                [window[:, d : d + w] for d in self.shifts],
+                [window[:, shift : shift + w] for shift in self.shifts],
             )
         return self._views[key]
 

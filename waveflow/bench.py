@@ -10,7 +10,9 @@ on the 2-vCPU VM when load came and went at the scale of seconds:
   :mod:`waveflow.flops` / wall time) divided by the machine's float32 matrix-multiply throughput
   measured in the same run (a large square ``torch.mm``, the best this backend does);
 * **training vs arithmetic peak** -- one WaveFlow training step (forward, backward, Adam) at batch
-  2 x 16,000 samples, its counted forward + backward FLOPs over its wall time, against the same peak;
+  2 x 16,000 samples, its counted forward + backward FLOPs over its wall time, against the same peak,
+  and against the matmul throughput sustained over a window as long as the step (a ~12-s step sees
+  the machine's average conditions, the best 0.1-s product its best moment);
 * **bf16 vs fp32 synthesis** -- where the hardware runs bfloat16 natively (else the row says why);
 * **fast vs reference synthesis** -- the speed-up of the cached row-by-row inverse over the
   reference ``WaveFlow.infer`` on the same mel and latent;
@@ -64,6 +66,22 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
         a @ b
         times.append(time.perf_counter() - t)
     return 2 * size**3 / min(times) / 1e9
+
+
+def sustained_matmul_gflops(seconds: float, size: int = 2048) -> float:
+    """Float32 ``torch.mm`` throughput averaged over back-to-back calls for at least ``seconds``.
+
+    The reference for work that lasts seconds. On the shared VM single 0.1-s products scatter from
+    about 0.75x to 1.2x of their 10-s average (clock and neighbours), so the best single call, the
+    burst peak, is an upper outlier that a training step of ~12 s can never match even at full
+    efficiency; a window as long as the work averages over the same conditions the work sees."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    calls, start = 0, time.perf_counter()
+    while calls == 0 or time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
 
 
 def _mel(seconds: float, batch: int) -> torch.Tensor:
@@ -127,6 +145,7 @@ def synthesis_vs_peak(configs: tuple[str, ...], seconds: float, batch: int, repe
     return rows
 
 
+SUSTAINED_WINDOW_S = 5.0  # long enough to average out sub-second bursts, short enough for the 4-min budget
 TRAIN_BATCH, TRAIN_SEGMENT = 2, 16_000  # the issue's training benchmark: batch 2 x 16,000 samples
 
 
@@ -148,6 +167,21 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
     against 77; 29 against 89 undilated), and a weight gradient written as nine long-K GEMMs over
     the flattened padded rows reached only 89-94 GFLOP/s; with the layout conversions, a dilated
     layer's forward + both gradients came out at 0.77-1.10x the NCHW path.
+    Also measured and not adopted: a whole residual layer as one ``autograd.Function`` (conditioning
+    accumulated in place, the gate written into one gradient buffer, the residual and skip halves
+    carried in one packed tensor: no ``cat``, no separate adds). It saves ~4 % of element-wise time
+    but came out at 0.97-1.04x a coupling network's forward + backward, since any conv that pads
+    implicitly (``padding=(0, p_w)``, to skip the pad copies) is 1.4-1.5x slower in oneDNN for the
+    128 -> 64 input-gradient convolutions at wide dilations. What is left is kernel efficiency:
+    oneDNN's weight gradient of a dilated 3x3 convolution runs at ~0.6-0.7 of the matmul peak (nine
+    long-K GEMMs over the flattened padded rows, or a phase split of the width dilation into an
+    undilated conv, were no faster), the K = 64/80 GEMMs of the 1x1 products at ~0.6-0.7.
+
+    Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
+    sustained over a window as long as the step (:func:`sustained_matmul_gflops`): single products
+    scatter by -25 %/+20 % around their 10-s average on the shared VM, so a step lasting seconds can
+    only be held to the sustained figure, and the two ratios bracket how close training is to the
+    machine's limit.
     """
     cfg = get_config(config)
     model = WaveFlow(cfg).train()
@@ -168,11 +202,13 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
     # than a full step (the best of the timed steps leaves out what is left of the first one).
     short = audio[:, : max(4 * cfg.hop_length, segment // 8 // cfg.hop_length * cfg.hop_length)]
     step(short, log_mel(short))
-    peaks, achieved = [], []
+    peaks, windows, achieved = [], [], []
     for _ in range(repeats):
         peaks.append(matmul_gflops())
-        achieved.append(flops / step() / 1e9)
-    peak, value = max(peaks), max(achieved)
+        seconds = step()
+        achieved.append(flops / seconds / 1e9)
+        windows.append(sustained_matmul_gflops(min(seconds, SUSTAINED_WINDOW_S)))
+    peak, sustained, value = max(peaks), max(windows), max(achieved)
     return [
         {
             "benchmark": f"training step {config}",
@@ -186,6 +222,13 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
             "value": value / peak,
             "unit": "ratio",
             "detail": f"same run, interleaved with the matmul peak ({peak:.0f} GFLOP/s)",
+        },
+        {
+            "benchmark": f"training / sustained peak {config}",
+            "value": value / sustained,
+            "unit": "ratio",
+            "detail": f"same steps against back-to-back torch.mm over min(step, {SUSTAINED_WINDOW_S:g} s) after each "
+            f"(best window {sustained:.0f} GFLOP/s): like for like for a step that lasts seconds",
         },
     ]
 

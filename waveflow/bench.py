@@ -71,10 +71,11 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
 def sustained_matmul_gflops(seconds: float, size: int = 2048) -> float:
     """Float32 ``torch.mm`` throughput averaged over back-to-back calls for at least ``seconds``.
 
-    The reference for work that lasts seconds. On the shared VM single 0.1-s products scatter from
-    about 0.75x to 1.2x of their 10-s average (clock and neighbours), so the best single call, the
-    burst peak, is an upper outlier that a training step of ~12 s can never match even at full
-    efficiency; a window as long as the work averages over the same conditions the work sees."""
+    The reference for work that lasts seconds. On the shared 2-vCPU VM the fastest single 0.1-s
+    product of a 10-s window ran 1.22-1.25x that window's average (three windows, 118-129
+    against 147-157 GFLOP/s), so the best single call, the burst peak, is an upper outlier that a
+    training step of ~12 s cannot match even at full efficiency; a window as long as the work
+    averages over the conditions the work itself sees."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
     calls, start = 0, time.perf_counter()
@@ -178,10 +179,9 @@ def training_vs_peak(config: str, repeats: int, batch: int = TRAIN_BATCH, segmen
     undilated conv, were no faster), the K = 64/80 GEMMs of the 1x1 products at ~0.6-0.7.
 
     Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
-    sustained over a window as long as the step (:func:`sustained_matmul_gflops`): single products
-    scatter by -25 %/+20 % around their 10-s average on the shared VM, so a step lasting seconds can
-    only be held to the sustained figure, and the two ratios bracket how close training is to the
-    machine's limit.
+    sustained over a window as long as the step (:func:`sustained_matmul_gflops`): the best single
+    product runs ~1.2x the 10-s average on the shared VM, so the two ratios bracket how close a step
+    lasting seconds is to the machine's limit.
     """
     cfg = get_config(config)
     model = WaveFlow(cfg).train()

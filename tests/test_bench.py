@@ -74,6 +74,8 @@ def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
     # Every benchmark at the real structure's smallest size: a smoke of the command, seconds long.
     tiny = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
     monkeypatch.setattr(bench, "get_config", lambda name: tiny)
+    samples = iter(range(1, 100))  # the peak's samples in call order: synthesis first, then training
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: float(next(samples)))
     args = ["bench", "--config", "WF1", "--seconds", "0.03", "--repeats", "1", "--overhead-repeats", "2"]
     args += ["--overhead-work", "0.05", "--train-config", "WF1", "--train-segment", "1024"]
     assert main(args) == 0
@@ -82,6 +84,7 @@ def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
     for row in rows + ("synthesis bf16 / fp32 speed-up WF1",):
         assert row in table.index, row
     assert table.loc["training / sustained peak WF1", "value"] > 0
+    assert table.loc["matmul peak", "value"] == 2.0  # the best of the whole run, the training's samples included
     assert table.loc["training / peak WF1", "value"] > 0 and table.loc["synthesis / peak WF1", "value"] > 0
     bf16 = table.loc["synthesis bf16 / fp32 speed-up WF1"]
     assert bf16.value > 0 or bf16.detail.startswith("not measured: ")  # measured, or says why not

@@ -103,7 +103,6 @@ def synthesis_vs_peak(
     """Fast-synthesis throughput of each configuration as a fraction of the matmul peak, interleaved;
     the peak samples are appended to ``peaks`` (the run's "matmul peak" row is their best)."""
     rows: list[dict] = []
-    peaks = [] if peaks is None else peaks
     for config in configs:
         cfg = get_config(config)
         synth = FastSynthesizer(WaveFlow(cfg).eval())
@@ -116,7 +115,8 @@ def synthesis_vs_peak(
             local_peaks.append(matmul_gflops())
             synths.append(flops / synthesis_seconds(synth, mel) / 1e9)
         peak, achieved = max(local_peaks), max(synths)
-        peaks += local_peaks
+        if peaks is not None:
+            peaks += local_peaks
         rows += [
             {
                 "benchmark": f"fast synthesis {config}",
@@ -209,7 +209,7 @@ def training_vs_peak(
         achieved.append(flops / seconds / 1e9)
         windows.append(sustained_matmul_gflops(min(seconds, SUSTAINED_WINDOW_S)))
     peak, sustained, value = max(local_peaks), max(windows), max(achieved)
-    if peaks is not None:
+    if peaks is not None:  # the run's "matmul peak" row is the best of every sample
         peaks += local_peaks
     return [
         {

@@ -125,9 +125,13 @@ def test_check_notebooks_catches_dirty_sources(project, capsys):
     nb.cells.insert(1, inj)
     nb.cells[0].metadata["tags"] = []
     nbformat.write(nb, path)
+    raw = json.loads(path.read_text())
+    del raw["cells"][2]["id"]  # a cell pasted in from an older notebook
+    path.write_text(json.dumps(raw))
     problems = " | ".join(check_notebook(path))
     for text in ("has outputs", "execution_count 3", "injected-parameters", "no cell tagged 'parameters'"):
         assert text in problems
+    assert "cell 2 has no id" in problems
     assert main(["check-notebooks", str(path)]) == 1
     assert "01_ok.ipynb" in capsys.readouterr().err
 

@@ -278,11 +278,16 @@ def run_reproduce(args: argparse.Namespace) -> int:
 # check-notebooks
 def check_notebook(path: Path) -> list[str]:
     """Problems that keep a notebook source out of git: outputs, execution counts, an injected
-    papermill cell, or no ``parameters`` cell. Empty list = clean."""
+    papermill cell, no ``parameters`` cell, or a cell without the ``id`` that nbformat 4.5 requires
+    (readers fill one in with a warning today; future nbformat versions refuse the file). Empty
+    list = clean."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     problems = []
     tags = [set(c.get("metadata", {}).get("tags", [])) for c in nb.get("cells", [])]
+    needs_ids = (nb.get("nbformat", 0), nb.get("nbformat_minor", 0)) >= (4, 5)
     for i, cell in enumerate(nb.get("cells", [])):
+        if needs_ids and not cell.get("id"):
+            problems.append(f"cell {i} has no id (nbformat 4.5; nbformat.validator.normalize adds one)")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):

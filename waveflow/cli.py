@@ -30,7 +30,9 @@ COMMANDS: dict[str, Command] = {
         "run_params",
         "table of the paper's configurations and their parameter counts",
     ),
-    "train": Command("waveflow.train", "add_arguments", "run", "train a WaveFlow model on an LJSpeech-format folder"),
+    "train": Command(
+        "waveflow.train.command", "add_arguments", "run", "train a WaveFlow model on an LJSpeech-format folder"
+    ),
     "synthesize": Command(
         "waveflow.model.synthesis", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
     ),

@@ -26,6 +26,9 @@ def test_quick_check_runs_every_part_on_the_cpu_and_writes_the_table(tmp_path, c
     assert status[("ddp", "DDP step")] == "skipped"
     for config in ("WF2", "WF4"):
         e_gen = [r for r in rows if r["part"] == f"e_gen_{config}"]
+        graphs = [(r["item"], r["status"]) for r in e_gen if "CUDA graphs" in r["item"]]
+        assert graphs == [(f"E_gen {config} batch 1, CUDA graphs", "skipped")]  # needs a GPU; says so
+        e_gen = [r for r in e_gen if "CUDA graphs" not in r["item"]]
         assert [r["item"] for r in e_gen][:2] == [f"E_gen {config} batch 1", f"E_gen {config} batch 2"]
         assert all(r["status"] == "ok" and r["value"] > 0 for r in e_gen)
         assert e_gen[-1]["value"] == min(r["value"] for r in e_gen[:2])  # the energy-optimal batch

@@ -133,3 +133,66 @@ def test_bf16_path_stays_close_to_fp32_and_keeps_the_latent_in_fp32(h):
     bf16 = synth(mel, z=z)
     assert synth.dtype == torch.bfloat16 and bf16.dtype == torch.float32
     assert 0 < (bf16 - fp32).abs().max().item() < 0.05 * fp32.abs().max().item()
+
+
+def test_cuda_graphs_are_refused_by_name_off_cuda(tmp_path, tiny_model, capsys):
+    with pytest.raises(ValueError, match=r"--cuda-graphs: CUDA graphs need the model on a CUDA device, got cpu"):
+        FastSynthesizer(tiny_model, cuda_graphs=True)
+    ckpt = save_checkpoint(tmp_path / "model.pt", tiny_model, None, step=0)
+    wav = str(LJSPEECH_MINI / "wavs" / "LJ001-0002.wav")
+    args = ["synthesize", "--checkpoint", str(ckpt), "--wav", wav, "--out", str(tmp_path / "o.wav"), "--cuda-graphs"]
+    assert main(args) == 2
+    assert "need the model on a CUDA device" in capsys.readouterr().err
+    assert main([*args, "--reference"]) == 2
+    assert "only the fast path is recorded" in capsys.readouterr().err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_graph_replays_copy_inputs_in_clone_outputs_and_keep_a_few_shapes(monkeypatch, tiny_model):
+    """The replay logic on the CPU: a stand-in 'graph' re-runs the recorded synthesis on the static
+    buffers, so what is checked is the bookkeeping around it (the GPU test checks real graphs)."""
+    import waveflow.model.synthesis as synthesis
+
+    class Recorded:  # what torch.cuda.CUDAGraph.replay does: the same work on the same buffers
+        def __init__(self, synth, mel, z, audio):
+            self.synth, self.mel, self.z, self.audio, self.replays = synth, mel, z, audio, 0
+
+        def replay(self):
+            self.audio.copy_(self.synth._invert(self.mel, self.z))
+            self.replays += 1
+
+    def capture(self, m, zz):
+        mel, z = m.clone(), zz.clone()
+        graph = Recorded(self, mel, z, self._invert(mel, z))
+        return synthesis._CapturedSynthesis(graph, mel, z, graph.audio)
+
+    monkeypatch.setattr(FastSynthesizer, "_capture", capture)
+    monkeypatch.setattr(synthesis, "MAX_CUDA_GRAPHS", 2)
+    eager, graphs = FastSynthesizer(tiny_model), FastSynthesizer(tiny_model)
+    graphs.cuda_graphs = True  # the constructor refuses it off CUDA; the bookkeeping is device-free
+    gen = torch.Generator().manual_seed(0)
+    outputs = []
+    for frames in (4, 4, 5, 6, 4):  # capture, replay, two more shapes (the first is evicted), re-capture
+        mel = torch.randn(1, 80, frames, generator=gen) - 5.0
+        z = torch.randn(1, HOP_LENGTH * (frames - 1), generator=gen)
+        out = graphs(mel, z=z)
+        assert torch.equal(out, eager(mel, z=z))  # the replay read this call's inputs
+        outputs.append(out)
+    assert not torch.equal(outputs[0], outputs[1])  # a returned tensor is not overwritten by the next replay
+    assert [key[0][-1] for key in graphs._graphs] == [6, 4]  # the most recent shapes, at most MAX_CUDA_GRAPHS
+
+
+@pytest.mark.requires_gpu
+@pytest.mark.parametrize("h", [8, 16, 64])
+def test_cuda_graph_replays_give_the_eager_audio_for_each_new_input(h):
+    torch.manual_seed(h)
+    model = randomise_outputs(WaveFlow(tiny_config(h=h, r=8))).eval().cuda()
+    eager, graphs = FastSynthesizer(model), FastSynthesizer(model, cuda_graphs=True)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    for frames in (4, 4, 6, 4):  # a capture, a replay, a second shape, the first shape's graph again
+        mel = 3.0 * torch.randn(2, 80, frames, device="cuda", generator=gen) - 5.0
+        z = torch.randn(2, HOP_LENGTH * (frames - 1), device="cuda", generator=gen)
+        expected = eager(mel, z=z)
+        assert (graphs(mel, z=z) - expected).abs().max().item() <= 1e-4
+        assert (expected - z).abs().max() > 1e-2  # the flows really act
+    assert len(graphs._graphs) == 2  # one graph per input shape

@@ -351,8 +351,14 @@ def measure_inference(
     warmup: bool = True,
     log: bool | str | Path = True,
     precision: str = "fp32",
+    cuda_graphs: bool = False,
 ) -> dict[str, Any]:
     """Meter the fast synthesis of ``mels`` (equal lengths) in ``precision`` and return one tidy row.
+
+    With ``cuda_graphs`` (CUDA only) the synthesis of each batch shape is replayed from a recorded
+    CUDA graph (:class:`~waveflow.model.FastSynthesizer`); the warm-up then records the graphs of the
+    shapes to come, so the metered window holds replays only, as a service generating many clips
+    of one length would run.
 
     E_gen is reported for 100 s of audio: measured directly when exactly 100 s were generated,
     otherwise scaled linearly from the audio generated and labelled ``extrapolated``; an estimated
@@ -371,10 +377,13 @@ def measure_inference(
     if not isinstance(model, WaveFlow):
         model, _ = load_checkpoint(model, device=dev)
     model = model.to(dev).eval()
-    synth = FastSynthesizer(model, precision=precision)
-    if warmup:  # one short unmeasured call: allocator and kernel selection
+    synth = FastSynthesizer(model, precision=precision, cuda_graphs=cuda_graphs)
+    if warmup and cuda_graphs:  # record the graph of every batch shape the metered loop will replay
+        for size in sorted({min(batch_size, len(mels) - start) for start in range(0, len(mels), batch_size)}):
+            synth(torch.stack(mels[:size]).to(dev))
+    elif warmup:  # one short unmeasured call: allocator and kernel selection
         synth(mels[0][:, : min(mels[0].shape[-1], 3)].unsqueeze(0).to(dev))
-    label = f"synthesize {name}" + ("" if precision == "fp32" else f" {precision}")
+    label = f"synthesize {name}" + ("" if precision == "fp32" else f" {precision}") + (" cuda-graphs" * cuda_graphs)
     with EnergyMeter(label, intensity=intensity, pue=pue, warn=False) as meter:
         seconds = _synthesize_all(synth, mels, batch_size, seed, dev)
     record = meter.record
@@ -390,6 +399,7 @@ def measure_inference(
         "clips": len(mels),
         "batch_size": batch_size,
         "precision": precision,
+        "cuda_graphs": cuda_graphs,
         "audio_s": seconds,
         "wall_s": record.wall_s,
         "rtf": record.wall_s / seconds,

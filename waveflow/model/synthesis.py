@@ -58,7 +58,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -177,6 +179,19 @@ class _Ring:
         return self._views[key]
 
 
+#: Input shapes whose CUDA graphs a :class:`FastSynthesizer` keeps (each holds its own memory pool).
+MAX_CUDA_GRAPHS = 4
+
+
+class _CapturedSynthesis(NamedTuple):
+    """One recorded synthesis: replaying ``graph`` reads ``mel`` and ``z`` and writes ``audio``."""
+
+    graph: torch.cuda.CUDAGraph
+    mel: torch.Tensor
+    z: torch.Tensor
+    audio: torch.Tensor
+
+
 class FastSynthesizer(nn.Module):
     """Inference-only copy of a :class:`WaveFlow` with cached row-by-row inversion.
 
@@ -187,12 +202,24 @@ class FastSynthesizer(nn.Module):
             float32). bf16 needs native hardware support (AVX512-BF16/AMX on a CPU, compute
             capability >= 8.0 on CUDA; :func:`waveflow.devices.bf16_support`) unless
             ``allow_emulated`` (tests only: an emulated bf16 run measures the emulation).
+        cuda_graphs: on CUDA, record the whole synthesis of each input shape as one CUDA graph and
+            replay it. The row-by-row inverse launches ~10 small kernels per layer and row (about
+            11,000 per second of WF2 audio per item), so on a GPU eager synthesis is bound by launch
+            latency, not arithmetic; a replay launches them all at once. Same kernels, same audio
+            (``tests/test_synthesis.py``, on a GPU). The first call with a new shape pays a warm-up and
+            the capture (about two syntheses).
     """
 
-    def __init__(self, model: WaveFlow, precision: str = "fp32", allow_emulated: bool = False) -> None:
+    def __init__(
+        self, model: WaveFlow, precision: str = "fp32", allow_emulated: bool = False, cuda_graphs: bool = False
+    ) -> None:
         super().__init__()
         device = next(model.parameters()).device
         dtype = compute_dtype(precision, device, allow_emulated=allow_emulated)
+        if cuda_graphs and device.type != "cuda":
+            raise ValueError(
+                f"--cuda-graphs: CUDA graphs need the model on a CUDA device, got {device}; drop the option"
+            )
         folded = fold_weight_norm(model).eval()
         self.config = model.config
         self.precision, self.dtype = precision, dtype
@@ -201,6 +228,8 @@ class FastSynthesizer(nn.Module):
         self.register_buffer("inverse_perms", model.inverse_perms.clone(), persistent=False)
         self.register_buffer("cond_order", model.cond_order.clone(), persistent=False)
         self.requires_grad_(False)
+        self.cuda_graphs = cuda_graphs
+        self._graphs: OrderedDict[tuple, _CapturedSynthesis] = OrderedDict()
 
     @torch.inference_mode()
     def forward(
@@ -212,6 +241,11 @@ class FastSynthesizer(nn.Module):
     ) -> torch.Tensor:
         """Synthesise ``(B, T)`` audio from ``(B, n_mels, L)`` (same contract as ``WaveFlow.infer``)."""
         m, zz = prepare_latent(self.config, mel, sigma, z, generator)
+        audio = self._replay(m, zz) if self.cuda_graphs else self._invert(m, zz)
+        return audio[0] if mel.dim() == 2 else audio
+
+    def _invert(self, m: torch.Tensor, zz: torch.Tensor) -> torch.Tensor:
+        """``(B, T)`` audio from the batched mel and latent: every flow inverted row by row."""
         h = self.config.n_height
         c_all = squeeze(self.condition(m, zz.shape[-1]), h)  # (B, n_mels, h, W)
         x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W), float32 throughout
@@ -225,8 +259,37 @@ class FastSynthesizer(nn.Module):
             )
             for b in range(x.shape[0]):  # items one by one: every product below is a plain 2-D GEMM
                 self._invert_flow(self.flows[i], x[b], c[b])
-        audio = unsqueeze(x.unsqueeze(1)).squeeze(1)
-        return audio[0] if mel.dim() == 2 else audio
+        return unsqueeze(x.unsqueeze(1)).squeeze(1)
+
+    def _replay(self, m: torch.Tensor, zz: torch.Tensor) -> torch.Tensor:
+        """:meth:`_invert` as one CUDA graph per input shape: captured on the first call with that
+        shape, replayed afterwards from static input buffers (at most :data:`MAX_CUDA_GRAPHS` kept)."""
+        key = (tuple(m.shape), tuple(zz.shape))
+        captured = self._graphs.get(key)
+        if captured is None:
+            captured = self._graphs[key] = self._capture(m, zz)
+            while len(self._graphs) > MAX_CUDA_GRAPHS:
+                self._graphs.popitem(last=False)  # its memory pool goes with it
+        self._graphs.move_to_end(key)
+        captured.mel.copy_(m)
+        captured.z.copy_(zz)
+        captured.graph.replay()
+        return captured.audio.clone()  # the static output is overwritten by the next replay
+
+    def _capture(self, m: torch.Tensor, zz: torch.Tensor) -> _CapturedSynthesis:
+        """Record :meth:`_invert` for these shapes. A warm-up on a side stream first, so that cuBLAS's
+        workspaces and cuDNN's kernel choice are settled outside the capture (as the CUDA-graph
+        documentation requires); the capture itself then only records the kernels."""
+        static_mel, static_z = m.clone(), zz.clone()
+        side = torch.cuda.Stream(device=m.device)
+        side.wait_stream(torch.cuda.current_stream(m.device))
+        with torch.cuda.stream(side):
+            self._invert(static_mel, static_z)
+        torch.cuda.current_stream(m.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            audio = self._invert(static_mel, static_z)
+        return _CapturedSynthesis(graph, static_mel, static_z, audio)
 
     condition = WaveFlow.condition  # same upsampling and alignment as training
 
@@ -347,6 +410,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fast path in float32 (default) or bfloat16 (needs AVX512-BF16/AMX on a CPU, Ampere+ on CUDA)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on CUDA, replay each input shape's synthesis as one recorded CUDA graph (the eager fast path "
+        "launches ~10 small kernels per layer and row)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -377,7 +446,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"synthesize: input names collide in --out ({sorted(s for s in stems if stems.count(s) > 1)})")
     if args.reference and args.precision != "fp32":
         raise ValueError("--precision: the reference inverse runs in fp32 only; drop --reference or --precision")
-    synth = model if args.reference else FastSynthesizer(model, precision=args.precision)
+    if args.reference and args.cuda_graphs:
+        raise ValueError("--cuda-graphs: only the fast path is recorded as a CUDA graph; drop --reference")
+    synth = model if args.reference else FastSynthesizer(model, precision=args.precision, cuda_graphs=args.cuda_graphs)
     run_fn = synth.infer if args.reference else synth
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     groups: dict[int, list[tuple[str, torch.Tensor]]] = {}
@@ -400,6 +471,6 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(len(part))
     print(
         f"wrote {len(items)} file(s) to {args.out} (checkpoint step {info['step']}, sigma {args.sigma}, "
-        f"{'reference' if args.reference else args.precision})"
+        f"{'reference' if args.reference else args.precision}{', CUDA graphs' if args.cuda_graphs else ''})"
     )
     return 0

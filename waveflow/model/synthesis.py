@@ -203,9 +203,9 @@ class FastSynthesizer(nn.Module):
             capability >= 8.0 on CUDA; :func:`waveflow.devices.bf16_support`) unless
             ``allow_emulated`` (tests only: an emulated bf16 run measures the emulation).
         cuda_graphs: on CUDA, record the whole synthesis of each input shape as one CUDA graph and
-            replay it. The row-by-row inverse launches ~10 small kernels per layer and row (about
-            11,000 per second of WF2 audio per item), so on a GPU eager synthesis is bound by launch
-            latency, not arithmetic; a replay launches them all at once. Same kernels, same audio
+            replay it. The row-by-row inverse launches ~11 small kernels per layer and row (about
+            11,000 per WF2 clip and item, whatever its length), so on a GPU much of an eager synthesis
+            is launch latency and Python dispatch; a replay launches them all at once. Same kernels, same audio
             (``tests/test_synthesis.py``, on a GPU). The first call with a new shape pays a warm-up and
             the capture (about two syntheses).
     """

@@ -204,10 +204,10 @@ class FastSynthesizer(nn.Module):
             ``allow_emulated`` (tests only: an emulated bf16 run measures the emulation).
         cuda_graphs: on CUDA, record the whole synthesis of each input shape as one CUDA graph and
             replay it. The row-by-row inverse launches ~11 small kernels per layer and row (about
-            11,000 per WF2 clip and item, whatever its length), so on a GPU much of an eager synthesis
-            is launch latency and Python dispatch; a replay launches them all at once. Same kernels, same audio
-            (``tests/test_synthesis.py``, on a GPU). The first call with a new shape pays a warm-up and
-            the capture (about two syntheses).
+            11,000 per WF2 clip and item, whatever its length), so on a GPU much of an eager
+            synthesis is launch latency and Python dispatch; a replay launches them all at once.
+            Same kernels, same audio (``tests/test_synthesis.py``, on a GPU). The first call with a
+            new shape pays a warm-up and the capture (about two syntheses).
     """
 
     def __init__(
@@ -414,7 +414,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cuda-graphs",
         action="store_true",
         help="on CUDA, replay each input shape's synthesis as one recorded CUDA graph (the eager fast path "
-        "launches ~10 small kernels per layer and row)",
+        "launches ~11 small kernels per layer and row)",
     )
 
 

@@ -378,9 +378,8 @@ def measure_inference(
         model, _ = load_checkpoint(model, device=dev)
     model = model.to(dev).eval()
     synth = FastSynthesizer(model, precision=precision, cuda_graphs=cuda_graphs)
-    if warmup and cuda_graphs:  # record the graph of every batch shape the metered loop will replay
-        for size in sorted({min(batch_size, len(mels) - start) for start in range(0, len(mels), batch_size)}):
-            synth(torch.stack(mels[:size]).to(dev))
+    if warmup and cuda_graphs:  # the same batches unmetered: every shape the metered loop replays is recorded
+        _synthesize_all(synth, mels, batch_size, seed, dev)
     elif warmup:  # one short unmeasured call: allocator and kernel selection
         synth(mels[0][:, : min(mels[0].shape[-1], 3)].unsqueeze(0).to(dev))
     label = f"synthesize {name}" + ("" if precision == "fp32" else f" {precision}") + (" cuda-graphs" * cuda_graphs)

@@ -13,8 +13,8 @@ width-shifted views of it: no ``cat``, no im2col copy, no convolution call. The 
 1x1 conv (with the dilated conv's bias folded in) initialises the accumulator; the gate is one
 sigmoid over the whole pre-activation (``tanh(a) = 2 sigmoid(2a) - 1``, the factors of 2 folded
 into the weights); the residual product is written straight into the next layer's ring; the
-skip products accumulate in place, their biases summed once. Batch items run one by one, so
-every product is a 2-D GEMM.
+gates of all layers are stacked, so a row's skip sum is one ``r x (n_layers r)`` product, its
+biases summed once. Batch items run one by one, so every product is a 2-D GEMM.
 
 **Where the time goes** (``torch.profiler``, WF2, batch 1, 1 s of audio, W = 1,376 columns:
 8 flows x 15 rows x 8 layers = 960 layer-steps; 2-vCPU AMD EPYC, float32, torch 2.13):
@@ -48,7 +48,13 @@ Measured and not adopted (same machine, in-process, best of repetitions):
   200-235 us per call against 175-200 us eager (the compiled call's own overhead and its output
   allocation outweigh the saved memory passes), after an 18 s compilation;
 * channels-last layouts do not apply: every product here is already a plain 2-D GEMM on
-  contiguous rows.
+  contiguous rows;
+* *all layers' conditioning of a row as one tall product* (``(n_layers 2r) x n_mels`` against the
+  row's mel, each layer's taps then accumulating into its slice): 0.87-0.92x at W = 1,376 (the
+  5.6 MB result (WF2) evicts each layer's accumulator from the cache before its taps run; paired
+  per-flow timings, 40 pairs), 1.02x at W = 344. The stacked skip product above, by contrast,
+  ran 1.02-1.05x (WF2) and 0.99-1.0x (WF4) against per-layer K = r products, with 7 fewer calls
+  per row, and was kept.
 
 Its output equals the reference path to float32 rounding for the same ``z``
 (``tests/test_synthesis.py`` checks <= 1e-4 for h = 8, 16, 32 and 64).
@@ -135,8 +141,11 @@ class _FastFlow(nn.Module):
         self.register_buffer("front", flow.front.weight.detach().reshape(r, 1).to(dtype).contiguous())
         self.register_buffer("front_bias", flow.front.bias.detach().reshape(r, 1).to(dtype).contiguous())
         self.layers = nn.ModuleList(_FastLayer(layer, dtype) for layer in flow.layers)
-        # The skip biases of all layers are one constant: added once, by the first layer's product.
+        # The skip biases of all layers are one constant: added once, by the stacked skip product.
         self.register_buffer("skip_bias", sum(layer.skip_bias for layer in self.layers))
+        # The skip halves side by side, (r, n_layers * r): a row's skip sum is one long-K product
+        # over all its layers' gates instead of n_layers short-K ones (K = r) accumulated in place.
+        self.register_buffer("skip", torch.cat([layer.skip for layer in self.layers], dim=1).contiguous())
         self.register_buffer("out", flow.out.weight.detach().reshape(2, r).to(dtype).contiguous())
         self.register_buffer("out_bias", flow.out.bias.detach().reshape(2, 1).to(dtype).contiguous())
         self.channels = r
@@ -301,7 +310,8 @@ class FastSynthesizer(nn.Module):
         taps = [list(layer.taps.unbind(0)) for layer in flow.layers]
         acc = c.new_empty(2 * r, width)  # pre-activation of the gate
         filt, gate_half = acc[:r], acc[r:]
-        gate = c.new_empty(r, width)
+        gates = c.new_empty(len(flow.layers) * r, width)  # every layer's gate, stacked for the skip product
+        layer_gates = gates.split(r)
         skip = c.new_empty(r, width)
         for row in range(1, h):
             p = row - 1  # the network's input row: output row `row` is predicted from rows < row
@@ -314,16 +324,13 @@ class FastSynthesizer(nn.Module):
                 for tap, operand in zip(taps[j], operands):
                     torch.addmm(acc, tap, operand, out=acc)
                 acc.sigmoid_()  # gate / 2 = (sigmoid(2a) - 1/2) sigmoid(b); see _FastLayer
-                torch.mul(filt.sub_(0.5), gate_half, out=gate)
-                if j == 0:
-                    torch.addmm(flow.skip_bias, layer.skip, gate, out=skip)
-                else:
-                    torch.addmm(skip, layer.skip, gate, out=skip)
+                gate = torch.mul(filt.sub_(0.5), gate_half, out=layer_gates[j])
                 if not layer.last:  # residual: next layer's input row, straight into its ring
                     nxt, twin, operands = rings[j + 1].views(p)
                     torch.addmm(layer.res_bias, layer.res, gate, out=nxt).add_(e)
                     twin.copy_(nxt)
                     e = nxt
+            torch.addmm(flow.skip_bias, flow.skip, gates, out=skip)  # all layers' skip halves at once
             params = torch.addmm(flow.out_bias, flow.out, skip).float()
             x[row].sub_(params[1]).mul_(params[0].neg_().exp_())
 

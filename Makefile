@@ -9,7 +9,7 @@ DATA ?=
 PORT ?= 8888
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-notebooks reproduce bench gpu-check lint lab clean
+.PHONY: help venv test test-unit test-notebooks reproduce bench bench-breakdown gpu-check lint lab clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [PROFILE=quick|medium|paper] [DATA=/path/LJSpeech-1.1]"
@@ -39,6 +39,9 @@ reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|medium|pa
 
 bench: $(STAMP) ## Speed/overhead benchmarks (synthesis vs peak, meter overhead)
 	$(PY) -m waveflow bench
+
+bench-breakdown: $(STAMP) ## Where the time goes: per-op profiles of synthesis and a training step -> build/results/breakdown*.csv
+	$(PY) -m waveflow bench --breakdown
 
 gpu-check: $(STAMP) ## CUDA paths on this machine's GPU (< 8 min) -> build/results/gpu_check.csv; no GPU: says so, exit 0
 	$(PY) -m waveflow gpu-check

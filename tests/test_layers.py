@@ -29,6 +29,7 @@ SHELL = {"cli", "pipeline", "report", "__main__"}
 WORKFLOWS = {"gpu_check": 4, "experiments": 3, "bench": 3, "train": 2, "distributed": 1, "quality": 1, "flops": 1}
 WORKFLOWS["zoo_energy"] = 3  # Table 1 models measured on this machine
 WORKFLOWS["energy_to_quality"] = 3  # held-out NLL against training joules, every configuration
+WORKFLOWS["breakdown"] = 2  # per-op profiles, which bench --breakdown writes
 DOMAINS = {"model", "data", "energy", "analysis", "zoo"}
 #: shared module -> rank; a shared module may import shared modules of a strictly lower rank
 SHARED = {"audio": 2, "devices": 2, "paths": 1, "files": 1}

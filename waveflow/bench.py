@@ -45,6 +45,7 @@ from torch import nn
 
 from .analysis import save_table
 from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel, samples_for
+from .breakdown import write_breakdowns
 from .devices import bf16_support
 from .energy import EnergyMeter
 from .energy.readers import DEFAULT_POLL_HZ
@@ -634,6 +635,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overhead-work", type=float, default=0.75, help="seconds of training per overhead repetition (0.75)"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead of the benchmarks, profile one synthesis per --config and one --train-config step and write "
+        "where the time goes per op and per kind (build/results/breakdown*.csv; waveflow.breakdown)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -643,8 +650,10 @@ def run(args: argparse.Namespace) -> int:
     if args.overhead_work <= 0 or args.train_segment < 1:
         raise ValueError("bench: --overhead-work must be > 0 s and --train-segment >= 1 sample")
     train_config = None if args.train_config.lower() == "none" else args.train_config
-    if train_config:
-        get_config(train_config)  # an unknown name fails here, before minutes of synthesis
+    for name in (*args.config, *([train_config] if train_config else [])):
+        get_config(name)  # an unknown name fails here, before minutes of synthesis
+    if args.breakdown:
+        return _print_breakdowns(tuple(args.config), train_config, args.seconds, args.batch, args.train_segment)
     table = run_benchmarks(
         tuple(args.config),
         args.seconds,
@@ -659,4 +668,18 @@ def run(args: argparse.Namespace) -> int:
     for row in table.itertuples():
         print(f"{row.benchmark:<30}{row.value:>12.4g} {row.unit:<15}{row.detail}")
     print(f"written to {path}")
+    return 0
+
+
+def _print_breakdowns(
+    configs: tuple[str, ...], train_config: str | None, seconds: float, batch: int, segment: int
+) -> int:
+    """``bench --breakdown``: :func:`waveflow.breakdown.write_breakdowns` against this run's matmul peak."""
+    peak = max(matmul_gflops() for _ in range(3))
+    summary = write_breakdowns(configs, train_config, seconds, batch, segment, peak_gflop_s=peak)
+    print(f"matmul peak {peak:.0f} GFLOP/s (best of 3)")
+    for row in summary.itertuples():
+        rate = f"{row.gflop_s:7.1f} GFLOP/s = {row.of_peak:.2f} of peak" if math.isfinite(row.gflop_s) else ""
+        print(f"{row.work:<10}{row.config:<6}{row.kind:<44}{row.seconds:8.3f} s {row.share:6.1%}  {rate}")
+    print("per-op tables: build/results/breakdown_<work>_<config>.csv; summary: build/results/breakdown.csv")
     return 0

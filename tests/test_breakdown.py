@@ -1,0 +1,84 @@
+"""``bench --breakdown``: per-op tables that account for what runs, and a seconds-long smoke of the command."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from waveflow import WaveFlowConfig, bench, breakdown
+from waveflow.cli import main
+
+TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
+
+
+@pytest.mark.parametrize(
+    ("op", "shapes", "expected"),
+    [
+        ("aten::addmm", [[128, 1], [128, 80], [80, 1376], [], []], (1, 128, 80, 1376)),
+        ("aten::mm", [[64, 512], [512, 30]], (1, 64, 512, 30)),
+        ("aten::baddbmm", [[2, 128, 1], [2, 128, 64], [2, 64, 3840], [], []], (2, 128, 64, 3840)),
+        ("aten::bmm", [[2, 80, 128], [2, 128, 3840]], (2, 80, 128, 3840)),
+        ("aten::addmm", [[128]], None),  # an overload the profiler recorded otherwise: no shape, not a wrong one
+        ("aten::sigmoid_", [[128, 1376]], None),
+    ],
+)
+def test_gemm_shape_reads_the_profilers_input_shapes(op, shapes, expected):
+    assert breakdown.gemm_shape(op, shapes) == expected
+
+
+def test_ops_fall_into_their_kinds():
+    assert breakdown.kind_of("aten::addmm") == "matrix products and convolutions"
+    assert breakdown.kind_of("aten::convolution_backward") == "matrix products and convolutions"
+    assert breakdown.kind_of("aten::sigmoid_") == "element-wise"  # in place: the trailing underscore is dropped
+    assert breakdown.kind_of("aten::_foreach_addcdiv_") == "element-wise"  # Adam
+    assert breakdown.kind_of("aten::copy_") == "copies and fills"
+    assert breakdown.kind_of("aten::as_strided") == "other ops"
+
+
+def test_op_table_accounts_for_every_call_and_rates_the_products():
+    a, b, c = torch.randn(64, 32), torch.randn(32, 200), torch.zeros(64, 200)
+    torch.addmm(c, a, b)  # outside the profile: first-call costs
+    with breakdown.profile(activities=[breakdown.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(5):
+            torch.addmm(c, a, b, out=c)
+        c.sigmoid_()
+    table = breakdown.op_table(prof, wall_s=1.0)
+    products = table[table.op == "aten::addmm"]
+    assert products.calls.sum() == 5 and products.gemm.iloc[0] == "1 x 64 x 32 x 200"
+    assert (products.gflop_s > 0).all()
+    assert table.loc[table.op == "aten::sigmoid_", "kind"].item() == "element-wise"
+    assert table.gflop_s[table.op != "aten::addmm"].isna().all()  # a rate only where the FLOPs are known
+    summary = breakdown.kind_summary(table, wall_s=1.0, plain_s=0.9, flops=1e9)
+    assert summary.share.sum() == pytest.approx(1.0)  # the kinds and what lies outside them fill the wall time
+    assert summary.set_index("kind").loc[breakdown.OUTSIDE, "seconds"] > 0.9
+
+
+def test_bench_breakdown_writes_the_op_tables_and_the_summary(monkeypatch, tmp_path, capsys):
+    written = {}
+
+    def save(table: pd.DataFrame, name: str):
+        written[name] = table
+        return tmp_path / f"{name}.csv"
+
+    monkeypatch.setattr(breakdown, "save_table", save)
+    monkeypatch.setattr(breakdown, "get_config", lambda name: TINY)
+    monkeypatch.setattr(bench, "get_config", lambda name: TINY)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda: 100.0)
+    args = ["bench", "--breakdown", "--config", "WF1", "--seconds", "0.05", "--train-config", "WF1"]
+    assert main([*args, "--train-segment", "1024"]) == 0
+    assert set(written) == {"breakdown_synthesis_WF1", "breakdown_training_WF1", "breakdown"}
+    synthesis = written["breakdown_synthesis_WF1"]
+    # Per flow and row: each layer's conditioning and k = 3 taps, the residual of every layer but the
+    # last, one stacked skip product and the output product: 2 x 4 + 1 + 1 + 1 = 11 addmm, over
+    # h - 1 = 7 rows and 2 flows.
+    assert synthesis.loc[synthesis.op == "aten::addmm", "calls"].sum() == 11 * 7 * 2
+    training = written["breakdown_training_WF1"]
+    assert (training.op == "aten::convolution_backward").any()  # the backward pass is in the profile
+    summary = written["breakdown"]
+    for work, part in summary.groupby("work"):
+        assert part.share.sum() == pytest.approx(1.0, abs=1e-6), work
+        assert breakdown.OUTSIDE in set(part.kind)
+    products = summary[summary.kind == "matrix products and convolutions"]
+    assert (products.of_peak > 0).all() and (products.of_peak == products.gflop_s / 100.0).all()
+    assert "of peak" in capsys.readouterr().out

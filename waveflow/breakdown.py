@@ -1,0 +1,272 @@
+"""Where the time goes: per-op tables of a fast synthesis and of a training step (``torch.profiler``).
+
+``make bench-breakdown`` (``python -m waveflow bench --breakdown``) profiles one fast synthesis per
+configuration and one WaveFlow training step, and writes, under ``build/results/``:
+
+* ``breakdown_synthesis_<config>.csv`` and ``breakdown_training_<config>.csv``: one row per op and
+  input shapes, with its calls, its own time (``self`` time: children excluded), its share of the
+  profiled wall time, and for the matrix products it runs (``addmm``, ``mm``, ``bmm``, ``baddbmm``)
+  the GEMM shape and the GFLOP/s that op reached;
+* ``breakdown.csv``: the same time summed by kind (:data:`KINDS`: matrix products and
+  convolutions, element-wise, copies and fills, other ops), plus the time outside every op
+  (Python, dispatch and the profiler's own bookkeeping) and the wall time without the profiler.
+
+The breakdowns written into :mod:`waveflow.model.synthesis` and :func:`waveflow.bench.training_vs_peak`
+come from these tables; on another machine (the other CPU family, a GPU) this command gives its
+own. Caveats, since it is a profile and not a benchmark: the profiler adds a few microseconds to
+every op, so the profiled wall time exceeds the plain one (both are in ``breakdown.csv``) and the
+outside-op share is an upper bound; GEMM rates of single calls are as noisy as the machine; the
+matrix-product kind's rate uses the FLOPs :mod:`waveflow.flops` counts for the whole work (every
+convolution and product, gradients included), so it reads as that kind's average throughput.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from .analysis import save_table
+from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel
+from .flops import count
+from .model import FastSynthesizer, WaveFlow, get_config
+
+#: Op kinds of the summary; an aten op not named here is "other ops". Names are matched after the
+#: ``aten::`` prefix and any trailing underscore (``sigmoid_`` is ``sigmoid``).
+KINDS: dict[str, frozenset[str]] = {
+    "matrix products and convolutions": frozenset(
+        {
+            "addmm",
+            "mm",
+            "bmm",
+            "baddbmm",
+            "mkldnn_convolution",
+            "convolution_backward",
+            "_slow_conv2d_forward",
+            "_slow_conv2d_backward",
+            "thnn_conv2d",
+            "mkldnn_convolution_backward",
+            "cudnn_convolution",
+        }
+    ),
+    "element-wise": frozenset(
+        {
+            "sigmoid",
+            "tanh",
+            "mul",
+            "add",
+            "sub",
+            "div",
+            "exp",
+            "neg",
+            "log",
+            "addcmul",
+            "addcdiv",
+            "sqrt",
+            "lerp",
+            "sigmoid_backward",
+            "tanh_backward",
+            "leaky_relu",
+            "leaky_relu_backward",
+            "pow",
+            "sum",
+            "mean",
+            "_foreach_add",
+            "_foreach_mul",
+            "_foreach_lerp",
+            "_foreach_addcmul",
+            "_foreach_addcdiv",
+            "_foreach_sqrt",
+            "_foreach_div",
+        }
+    ),
+    "copies and fills": frozenset(
+        {
+            "copy",
+            "fill",
+            "zero",
+            "zeros",
+            "zeros_like",
+            "cat",
+            "clone",
+            "contiguous",
+            "constant_pad_nd",
+            "_to_copy",
+            "to",
+            "index",
+            "index_select",
+            "stack",
+            "flip",
+            "empty_like",
+            "resize",
+        }
+    ),
+}
+GEMMS = frozenset({"addmm", "mm", "bmm", "baddbmm"})
+OUTSIDE = "outside ops (Python, dispatch, profiler)"
+
+
+def kind_of(op: str) -> str:
+    """The :data:`KINDS` entry of an op name such as ``aten::sigmoid_``, or ``"other ops"``."""
+    name = op.removeprefix("aten::").rstrip("_")
+    for kind, names in KINDS.items():
+        if name in names:
+            return kind
+    return "other ops"
+
+
+def gemm_shape(op: str, shapes: list[list[int]]) -> tuple[int, int, int, int] | None:
+    """``(batch, M, K, N)`` of a matrix-product op from the profiler's input shapes, else ``None``.
+
+    ``addmm(bias, A, B)``: A is (M, K), B (K, N); ``baddbmm(C, A, B)`` and ``bmm(A, B)`` are batched
+    the same way; ``mm(A, B)`` has no bias.
+    """
+    name = op.removeprefix("aten::").rstrip("_")
+    try:
+        if name == "addmm":
+            (m, k), (_, n) = shapes[1], shapes[2]
+            return 1, m, k, n
+        if name == "mm":
+            (m, k), (_, n) = shapes[0], shapes[1]
+            return 1, m, k, n
+        if name == "baddbmm":
+            (b, m, k), (_, _, n) = shapes[1], shapes[2]
+            return b, m, k, n
+        if name == "bmm":
+            (b, m, k), (_, _, n) = shapes[0], shapes[1]
+            return b, m, k, n
+    except (IndexError, TypeError, ValueError):
+        return None  # an overload with other arguments: no shape rather than a wrong one
+    return None
+
+
+def op_table(prof: profile, wall_s: float) -> pd.DataFrame:
+    """One row per (op, input shapes) of a finished CPU profile, the slowest first.
+
+    Columns: ``op``, ``kind``, ``shapes`` (as the profiler records them), ``gemm`` ("B x M x K x N"
+    for matrix products), ``calls``, ``self_s`` (time in the op itself), ``share`` (of ``wall_s``),
+    ``us_per_call`` and ``gflop_s`` (matrix products only: 2 B M K N per call over the self time).
+    """
+    rows = []
+    for event in prof.key_averages(group_by_input_shape=True):
+        if not event.key.startswith("aten::"):
+            continue  # profiler bookkeeping and record_function ranges: their ops are listed themselves
+        self_s = event.self_cpu_time_total / 1e6
+        shape = gemm_shape(event.key, event.input_shapes)
+        gflop_s = float("nan")
+        if shape is not None and self_s > 0:
+            b, m, k, n = shape
+            gflop_s = 2.0 * b * m * k * n * event.count / self_s / 1e9
+        rows.append(
+            {
+                "op": event.key,
+                "kind": kind_of(event.key),
+                "shapes": str(event.input_shapes),
+                "gemm": " x ".join(map(str, shape)) if shape else "",
+                "calls": event.count,
+                "self_s": self_s,
+                "share": self_s / wall_s,
+                "us_per_call": 1e6 * self_s / max(event.count, 1),
+                "gflop_s": gflop_s,
+            }
+        )
+    table = pd.DataFrame(rows)
+    return table.sort_values("self_s", ascending=False, ignore_index=True) if len(table) else table
+
+
+def kind_summary(table: pd.DataFrame, wall_s: float, plain_s: float, flops: float) -> pd.DataFrame:
+    """Time per kind, with what lies outside every op, from an :func:`op_table` of ``wall_s``.
+
+    ``plain_s`` is the same work's wall time without the profiler; ``flops`` what :mod:`waveflow.flops`
+    counts for it, divided by the matrix-product time for that kind's ``gflop_s``.
+    """
+    by_kind = table.groupby("kind")[["self_s", "calls"]].sum() if len(table) else pd.DataFrame()
+    rows = []
+    for kind in [*KINDS, "other ops"]:
+        seconds = float(by_kind["self_s"].get(kind, 0.0)) if len(by_kind) else 0.0
+        calls = int(by_kind["calls"].get(kind, 0)) if len(by_kind) else 0
+        rows.append({"kind": kind, "seconds": seconds, "calls": calls})
+    inside = sum(r["seconds"] for r in rows)
+    rows.append({"kind": OUTSIDE, "seconds": max(wall_s - inside, 0.0), "calls": 0})
+    summary = pd.DataFrame(rows)
+    summary["share"] = summary["seconds"] / wall_s
+    products = summary["kind"] == "matrix products and convolutions"
+    summary["gflop_s"] = float("nan")
+    summary.loc[products, "gflop_s"] = flops / summary.loc[products, "seconds"].clip(lower=1e-12) / 1e9
+    summary["profiled_wall_s"], summary["plain_wall_s"] = wall_s, plain_s
+    return summary
+
+
+def profile_work(work: Callable[[], object], flops: float, repeats: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(op table, kind summary)`` of one call of ``work`` under the profiler, after ``repeats``
+    plain calls (the first also a warm-up; the best of them is the plain wall time)."""
+    plain = []
+    for _ in range(max(repeats, 1)):
+        t = time.perf_counter()
+        work()
+        plain.append(time.perf_counter() - t)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t = time.perf_counter()
+        work()
+        wall = time.perf_counter() - t
+    table = op_table(prof, wall)
+    return table, kind_summary(table, wall, min(plain), flops)
+
+
+def synthesis_breakdown(config: str, seconds: float = 1.0, batch: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`profile_work` of one fast synthesis of ``seconds`` of audio (random weights and mel)."""
+    cfg = get_config(config)
+    model = WaveFlow(cfg).eval()
+    synth = FastSynthesizer(model)
+    frames = round(seconds * SAMPLE_RATE / HOP_LENGTH) + 1
+    mel = torch.randn(batch, N_MELS, frames, generator=torch.Generator().manual_seed(0)) - 5.0
+    audio_s = batch * HOP_LENGTH * (frames - 1) / SAMPLE_RATE
+    flops = count(cfg, "synthesis", config).flops_per_audio_second * audio_s
+    return profile_work(lambda: synth(mel, generator=torch.Generator().manual_seed(0)), flops)
+
+
+def training_breakdown(config: str, batch: int = 2, segment: int = 16_000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`profile_work` of one training step (forward, backward, Adam) at ``batch x segment``."""
+    cfg = get_config(config)
+    model = WaveFlow(cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    audio = 0.1 * torch.randn(batch, segment, generator=torch.Generator().manual_seed(3))
+    mel = log_mel(audio)
+    flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        (-model.log_likelihood(audio, mel)).backward()
+        opt.step()
+
+    return profile_work(step, flops)
+
+
+def write_breakdowns(
+    configs: tuple[str, ...],
+    train_config: str | None,
+    seconds: float = 1.0,
+    batch: int = 1,
+    segment: int = 16_000,
+    peak_gflop_s: float | None = None,
+) -> pd.DataFrame:
+    """Profile each configuration's synthesis and ``train_config``'s training step, write the op
+    tables and ``breakdown.csv`` (see the module docstring) and return the latter. ``peak_gflop_s``,
+    when given, adds each kind's ``gflop_s`` as a fraction of it (``of_peak``)."""
+    parts = [("synthesis", c, lambda c=c: synthesis_breakdown(c, seconds, batch)) for c in configs]
+    if train_config:
+        parts.append(("training", train_config, lambda: training_breakdown(train_config, 2, segment)))
+    summaries = []
+    for what, config, run in parts:
+        table, summary = run()
+        save_table(table, f"breakdown_{what}_{config}")
+        summaries.append(summary.assign(work=what, config=config))
+    result = pd.concat(summaries, ignore_index=True)
+    result = result[["work", "config", *[c for c in result.columns if c not in ("work", "config")]]]
+    if peak_gflop_s:
+        result["of_peak"] = result["gflop_s"] / peak_gflop_s
+    save_table(result, "breakdown")
+    return result

@@ -132,6 +132,15 @@ def prepare_latent(
     return m, zz
 
 
+def conditioning_order(config: WaveFlowConfig) -> torch.Tensor:
+    """``(n_flows, h)`` row indices: row ``j`` of flow ``i`` is conditioned on row ``order[i, j]`` of
+    the original conditioning (the composition of the permutations of the flows before it)."""
+    order = [torch.arange(config.n_height)]
+    for i in range(config.n_flows - 1):
+        order.append(order[-1][permutation(config.n_height, i, config.n_flows, config.permutation)])
+    return torch.stack(order)
+
+
 class WaveFlow(nn.Module):
     """WaveFlow vocoder: mel-conditioned normalising flow over squeezed audio.
 
@@ -160,13 +169,9 @@ class WaveFlow(nn.Module):
             for _ in range(config.n_flows)
         )
         perms = [permutation(config.n_height, i, config.n_flows, config.permutation) for i in range(config.n_flows)]
-        # order[i]: rows of the original conditioning seen by flow i (composition of earlier perms).
-        order = [torch.arange(config.n_height)]
-        for p in perms[:-1]:
-            order.append(order[-1][p])
         self.register_buffer("perms", torch.stack(perms), persistent=False)
         self.register_buffer("inverse_perms", torch.stack([torch.argsort(p) for p in perms]), persistent=False)
-        self.register_buffer("cond_order", torch.stack(order), persistent=False)
+        self.register_buffer("cond_order", conditioning_order(config), persistent=False)
 
     # ----------------------------------------------------------------------------------------
     # conditioning

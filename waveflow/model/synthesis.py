@@ -74,7 +74,7 @@ from torch.nn.utils import parametrize
 
 from ..devices import PRECISIONS, compute_dtype
 from .checkpoint import load_checkpoint, load_error_reason
-from .flow import WaveFlow, prepare_latent, squeeze, unsqueeze
+from .flow import WaveFlow, conditioning_order, prepare_latent, squeeze, unsqueeze
 
 DEFAULT_SIGMA = 1.0  # temperature of the latent; 1.0 is the training prior (as in L0SG and Parakeet 2)
 
@@ -235,7 +235,13 @@ class FastSynthesizer(nn.Module):
         self.upsampler = folded.upsampler
         self.flows = nn.ModuleList(_FastFlow(flow, dtype) for flow in folded.flows)
         self.register_buffer("inverse_perms", model.inverse_perms.clone(), persistent=False)
-        self.register_buffer("cond_order", model.cond_order.clone(), persistent=False)
+        # Which conditioning row each flow's row i reads, as Python ints: rows are picked as views of
+        # one row-major copy of the conditioning, with no per-flow gather (and no device sync).
+        with torch.device("cpu"):  # also when the model lives on meta (FLOP counting builds one there)
+            self.cond_rows = conditioning_order(model.config).tolist()
+        # The gate's 1/2 as a tensor: a Python scalar operand is wrapped into a new tensor on every call
+        # (~4 us each, 960 per WF2 second); made here, since a CUDA graph cannot record a host copy.
+        self.register_buffer("gate_offset", torch.tensor(0.5, dtype=dtype, device=device), persistent=False)
         self.requires_grad_(False)
         self.cuda_graphs = cuda_graphs
         self._graphs: OrderedDict[tuple, _CapturedSynthesis] = OrderedDict()
@@ -256,18 +262,14 @@ class FastSynthesizer(nn.Module):
     def _invert(self, m: torch.Tensor, zz: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` audio from the batched mel and latent: every flow inverted row by row."""
         h = self.config.n_height
-        c_all = squeeze(self.condition(m, zz.shape[-1]), h)  # (B, n_mels, h, W)
+        # (B, h, n_mels, W): each row's conditioning one contiguous (n_mels, W) matrix.
+        c = squeeze(self.condition(m, zz.shape[-1]), h).permute(0, 2, 1, 3)
+        c = c.to(self.dtype, memory_format=torch.contiguous_format)
         x = squeeze(zz.unsqueeze(1), h)[:, 0].contiguous()  # (B, h, W), float32 throughout
         for i in reversed(range(len(self.flows))):
             x = x[:, self.inverse_perms[i]].contiguous()
-            # (B, h, n_mels, W): each row's conditioning one contiguous (n_mels, W) matrix.
-            c = (
-                c_all[:, :, self.cond_order[i]]
-                .permute(0, 2, 1, 3)
-                .to(self.dtype, memory_format=torch.contiguous_format)
-            )
             for b in range(x.shape[0]):  # items one by one: every product below is a plain 2-D GEMM
-                self._invert_flow(self.flows[i], x[b], c[b])
+                self._invert_flow(self.flows[i], x[b], c[b], self.cond_rows[i])
         return unsqueeze(x.unsqueeze(1)).squeeze(1)
 
     def _replay(self, m: torch.Tensor, zz: torch.Tensor) -> torch.Tensor:
@@ -302,8 +304,9 @@ class FastSynthesizer(nn.Module):
 
     condition = WaveFlow.condition  # same upsampling and alignment as training
 
-    def _invert_flow(self, flow: _FastFlow, x: torch.Tensor, c: torch.Tensor) -> None:
-        """Invert one flow in place on one item's ``x`` (h, W) given its conditioning ``c`` (h, n_mels, W)."""
+    def _invert_flow(self, flow: _FastFlow, x: torch.Tensor, c: torch.Tensor, cond_rows: list[int]) -> None:
+        """Invert one flow in place on one item's ``x`` (h, W); its row i is conditioned on
+        ``c[cond_rows[i]]``, a (n_mels, W) row of the item's conditioning ``c`` (h, n_mels, W)."""
         h, width = x.shape
         r, dtype = flow.channels, self.dtype
         rings = [_Ring(layer, width, c) for layer in flow.layers]  # zeros: the causal padding
@@ -319,12 +322,13 @@ class FastSynthesizer(nn.Module):
             e, twin, operands = rings[0].views(p)
             torch.addcmul(flow.front_bias, flow.front, x[p].to(dtype)[None], out=e)
             twin.copy_(e)
+            c_row = c[cond_rows[row]]
             for j, layer in enumerate(flow.layers):
-                torch.addmm(layer.cond_bias, layer.cond, c[row], out=acc)
+                torch.addmm(layer.cond_bias, layer.cond, c_row, out=acc)
                 for tap, operand in zip(taps[j], operands):
                     torch.addmm(acc, tap, operand, out=acc)
                 acc.sigmoid_()  # gate / 2 = (sigmoid(2a) - 1/2) sigmoid(b); see _FastLayer
-                gate = torch.mul(filt.sub_(0.5), gate_half, out=layer_gates[j])
+                gate = torch.mul(filt.sub_(self.gate_offset), gate_half, out=layer_gates[j])
                 if not layer.last:  # residual: next layer's input row, straight into its ring
                     nxt, twin, operands = rings[j + 1].views(p)
                     torch.addmm(layer.res_bias, layer.res, gate, out=nxt).add_(e)

@@ -10,25 +10,31 @@ single-row passes: the same arithmetic as one density pass, nothing redundant.
 double-written ring (:class:`_Ring`), so the k rows a dilated kernel reads are always one
 contiguous ``(k*r, W + 2 pad)`` matrix and the kernel's k width taps are k ``addmm`` calls on
 width-shifted views of it: no ``cat``, no im2col copy, no convolution call. The conditioning
-1x1 conv (with the dilated conv's bias folded in) initialises the accumulator; the gate is one
+1x1 conv (with the dilated conv's bias folded in) initialises the accumulator, reading its row as
+a view of one row-major copy of the upsampled mel made per synthesis; the gate is one
 sigmoid over the whole pre-activation (``tanh(a) = 2 sigmoid(2a) - 1``, the factors of 2 folded
 into the weights); the residual product is written straight into the next layer's ring; the
 gates of all layers are stacked, so a row's skip sum is one ``r x (n_layers r)`` product, its
 biases summed once. Batch items run one by one, so every product is a 2-D GEMM.
 
-**Where the time goes** (``torch.profiler``, WF2, batch 1, 1 s of audio, W = 1,376 columns:
-8 flows x 15 rows x 8 layers = 960 layer-steps; 2-vCPU AMD EPYC, float32, torch 2.13):
+**Where the time goes** (``make bench-breakdown``, which regenerates this table on any machine;
+WF2, batch 1, 1 s of audio, W = 1,376 columns: 8 flows x 15 rows x 8 layers = 960 layer-steps;
+2-vCPU AMD EPYC, float32, torch 2.13; two runs, matmul peak 165-172 GFLOP/s):
 
-===============================  ==========================  =========  =================
-work per second of audio          GEMM shape (M x K x N)      share      GFLOP/s achieved
-===============================  ==========================  =========  =================
-dilated taps, 2,880 GEMMs         128 x 192 x 1,376           ~60 %      ~107 (the peak)
-conditioning, 960 GEMMs           128 x 80 x 1,376            ~10 %      ~86
-residual + skip, 1,800 GEMMs      64 x 64 x 1,376             ~11 %      55-73
-gate (element-wise)               sigmoid 128 x W, sub, mul   ~6 %       --
-copies (ring twin, bias fill)     64/128 x W                  ~3 %       --
-dispatch, per layer-step          ~10 ops, ~0.2 ms            ~6 %       --
-===============================  ==========================  =========  =================
+===================================  ==========================  =========  ==========================
+work per second of audio              GEMM shape (M x K x N)      share      GFLOP/s (of the run's peak)
+===================================  ==========================  =========  ==========================
+dilated taps, 2,880 GEMMs             128 x 192 x 1,376           62-64 %    129-145 (0.78-0.84)
+conditioning, 960 GEMMs               128 x 80 x 1,376            9 %        123-136 (0.74-0.79)
+residual, 840 GEMMs                   64 x 64 x 1,376             4-5 %      75-101
+skip, 120 stacked GEMMs               64 x 512 x 1,376            5 %        94-106
+gate (element-wise)                   sigmoid 128 x W, sub, mul   6 %        --
+copies (bias fills, ring twins)       64/128 x W                  3 %        --
+outside ops (Python, dispatch)        ~10 ops per layer-step      4-7 %      --
+===================================  ==========================  =========  ==========================
+
+All matrix products together ran at 0.75-0.81 of the peak, the whole profiled synthesis at
+0.60-0.67. The outside-ops line includes the profiler's own cost per op, so it is an upper bound.
 
 The gate was 9 % with ``tanh`` (2.5 ns per element, a sigmoid 0.7 ns). The dispatch line is
 measured at W = 32, where the arithmetic is a quarter of the time: ~15-20 us per op, mostly the
@@ -54,7 +60,11 @@ Measured and not adopted (same machine, in-process, best of repetitions):
   5.6 MB result (WF2) evicts each layer's accumulator from the cache before its taps run; paired
   per-flow timings, 40 pairs), 1.02x at W = 344. The stacked skip product above, by contrast,
   ran 1.02-1.05x (WF2) and 0.99-1.0x (WF4) against per-layer K = r products, with 7 fewer calls
-  per row, and was kept.
+  per row, and was kept;
+* *biases carried by the products* (a ones row under the conditioning and under each gate, K = 81
+  and 65, and the residual add as the product's input): no bias fills and 840 fewer adds per WF2
+  second, but 0.955x for WF2 (MKL runs the odd K slower; 40 per-flow pairs, interquartile
+  0.94-0.98) and ~1.03x for WF4.
 
 Its output equals the reference path to float32 rounding for the same ``z``
 (``tests/test_synthesis.py`` checks <= 1e-4 for h = 8, 16, 32 and 64).

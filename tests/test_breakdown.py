@@ -82,3 +82,28 @@ def test_bench_breakdown_writes_the_op_tables_and_the_summary(monkeypatch, tmp_p
     products = summary[summary.kind == "matrix products and convolutions"]
     assert (products.of_peak > 0).all() and (products.of_peak == products.gflop_s / 100.0).all()
     assert "of peak" in capsys.readouterr().out
+
+
+class _Event:
+    def __init__(self, **times):
+        self.__dict__.update(times)
+
+
+def test_device_seconds_sums_each_events_own_device_time():
+    events = [_Event(self_device_time_total=1500.0), _Event(self_device_time_total=0.0), _Event()]
+    assert breakdown.device_seconds(events) == pytest.approx(0.0015)  # CPU-only events add nothing
+    assert breakdown.device_seconds([_Event(self_cuda_time_total=250.0)]) == pytest.approx(0.00025)  # torch < 2.4
+
+
+@pytest.mark.requires_gpu
+def test_gpu_busy_sees_the_kernels_of_a_launch_bound_and_a_compute_bound_workload():
+    small, large = torch.randn(8, 8, device="cuda"), torch.randn(4096, 4096, device="cuda")
+
+    def launches():
+        for _ in range(200):
+            small.add_(1.0)
+
+    kernels, wall = breakdown.gpu_busy(launches)
+    busy_small = kernels / wall
+    kernels, wall = breakdown.gpu_busy(lambda: [large @ large for _ in range(5)])
+    assert 0 < busy_small < kernels / wall <= 1.0 + 1e-6  # tiny kernels leave the GPU idle between launches

@@ -12,9 +12,12 @@ configuration and one WaveFlow training step, and writes, under ``build/results/
   (Python, dispatch and the profiler's own bookkeeping) and the wall time without the profiler.
 
 The breakdowns written into :mod:`waveflow.model.synthesis` and :func:`waveflow.bench.training_vs_peak`
-come from these tables; on another machine (the other CPU family, a GPU) this command gives its
-own. Caveats, since it is a profile and not a benchmark: the profiler adds a few microseconds to
-every op, so the profiled wall time exceeds the plain one (both are in ``breakdown.csv``) and the
+come from these tables; on another machine (the other CPU family) this command gives its own.
+On a GPU, :func:`gpu_busy` gives the share of a synthesis the GPU spends in kernels, which
+``make gpu-check`` reports for the eager and the CUDA-graph fast paths.
+
+Caveats, since it is a profile and not a benchmark: the profiler adds a few microseconds to every
+op, so the profiled wall time exceeds the plain one (both are in ``breakdown.csv``) and the
 outside-op share is an upper bound; GEMM rates of single calls are as noisy as the machine; the
 matrix-product kind's rate uses the FLOPs :mod:`waveflow.flops` counts for the whole work (every
 convolution and product, gradients included), so it reads as that kind's average throughput.
@@ -23,7 +26,8 @@ convolution and product, gradients included), so it reads as that kind's average
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -214,6 +218,30 @@ def profile_work(work: Callable[[], object], flops: float, repeats: int = 2) -> 
         wall = time.perf_counter() - t
     table = op_table(prof, wall)
     return table, kind_summary(table, wall, min(plain), flops)
+
+
+def device_seconds(events: Iterable[Any]) -> float:
+    """Seconds the device spent in kernels, summed over a profile's ``key_averages()``: each event's
+    own device time (``self_device_time_total``, ``self_cuda_time_total`` before torch 2.4)."""
+    total_us = 0.0
+    for event in events:
+        total_us += getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0) or 0.0
+    return total_us / 1e6
+
+
+def gpu_busy(work: Callable[[], object]) -> tuple[float, float]:
+    """``(kernel seconds, wall seconds)`` of one call of ``work`` on the current CUDA device, from
+    ``torch.profiler``'s CUDA activity. Their ratio is how busy the GPU was: well below 1, the
+    work is bound by kernel launches and Python dispatch rather than by the GPU's arithmetic (what
+    CUDA graphs remove). ``work`` is called once before, unprofiled (warm-up, graph capture)."""
+    work()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        work()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    return device_seconds(prof.key_averages()), wall
 
 
 def synthesis_breakdown(config: str, seconds: float = 1.0, batch: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:

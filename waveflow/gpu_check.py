@@ -7,7 +7,8 @@
   the same ~20 s synthetic load, which should agree within 5 %;
 * ``e_gen_WF2``, ``e_gen_WF4``: E_gen as in the paper (10 x 10 s), at batch 1 and at the
   energy-optimal batch of a sweep, then at batch 1 with the synthesis replayed from CUDA graphs,
-  with its real-time factor and its speed-up over the eager fast path;
+  with its real-time factor and its speed-up over the eager fast path, and the share of one
+  synthesis the GPU spends in kernels, eager and replayed (launch-bound when well below 1);
 * ``e_train``: E_train of WF2 over 100 steps at the paper's batch (8 x 16,000 samples),
   extrapolated to its schedule;
 * ``resume``: CUDA resume exactness (3 + 3 steps against 6, deterministic kernels);
@@ -282,6 +283,30 @@ def _e_gen_cuda_graphs(
         "x",
         f"real-time factor eager {eager_rtf:.3g} against graphs {r['rtf']:.3g}, same clips and batch",
     )
+    yield from _gpu_busy(config, model, mels[0])
+
+
+def _gpu_busy(config: str, model: Any, mel: torch.Tensor) -> Iterator[dict[str, Any]]:
+    """How busy the GPU is during one batch-1 synthesis of ``mel``, eager and replayed from a CUDA
+    graph: the kernels' time over the wall time (``waveflow.breakdown.gpu_busy``)."""
+    from .audio import SAMPLE_RATE
+    from .breakdown import gpu_busy
+    from .model import FastSynthesizer
+
+    mel = mel.to(next(model.parameters()).device)[None]
+    seconds = (mel.shape[-1] - 1) * model.config.hop_length / SAMPLE_RATE
+    for label, graphs in (("eager", False), ("CUDA graphs", True)):
+        synth = FastSynthesizer(model, cuda_graphs=graphs)
+        gen = torch.Generator(device=mel.device)
+        kernels, wall = gpu_busy(lambda synth=synth, gen=gen: synth(mel, generator=gen.manual_seed(0)))
+        name = f"GPU busy share {config} batch 1, {label}"
+        if kernels <= 0:
+            yield row(f"e_gen_{config}", name, "skipped", detail="the profiler saw no kernel time (no CUPTI?)")
+            continue
+        detail = (
+            f"kernels {1e3 * kernels:.1f} ms of {1e3 * wall:.1f} ms wall (torch.profiler); one {seconds:.1f} s clip"
+        )
+        yield row(f"e_gen_{config}", name, "ok", kernels / wall, "fraction", detail)
 
 
 def part_e_gen_wf2(s: Settings) -> Iterator[dict[str, Any]]:

@@ -177,7 +177,10 @@ def training_vs_peak(
     128 -> 64 input-gradient convolutions at wide dilations. What is left is kernel efficiency:
     oneDNN's weight gradient of a dilated 3x3 convolution runs at ~0.6-0.7 of the matmul peak (nine
     long-K GEMMs over the flattened padded rows, or a phase split of the width dilation into an
-    undilated conv, were no faster), the K = 64/80 GEMMs of the 1x1 products at ~0.6-0.7.
+    undilated conv, were no faster: the nine GEMMs, timed alone, ran 1.45x oneDNN's kernel on a
+    WF2 layer's shapes, but inside a coupling network's backward only 1.0-1.13x, and the network's
+    forward + backward 0.91-1.02x over 24 interleaved pairs), the K = 64/80 GEMMs of the 1x1
+    products at ~0.6-0.7.
 
     Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
     sustained over a window as long as the step (:func:`sustained_matmul_gflops`): the best single

@@ -44,17 +44,14 @@ from scipy import stats
 from torch import nn
 
 from .analysis import save_table
-from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel, samples_for
+from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
 from .breakdown import write_breakdowns
 from .devices import bf16_support
 from .energy import EnergyMeter
 from .energy.readers import DEFAULT_POLL_HZ
 from .flops import count
 from .model import FastSynthesizer, WaveFlow, get_config
-
-#: A typical log-mel level (natural log of magnitudes; silence sits at log(1e-5) = -11.5), so that the
-#: random benchmark mels exercise the conditioning like speech does.
-TYPICAL_LOG_MEL = -5.0
+from .workloads import benchmark_mel, training_workload
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -86,11 +83,6 @@ def sustained_matmul_gflops(seconds: float, size: int = 2048) -> float:
     return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
 
 
-def _mel(seconds: float, batch: int) -> torch.Tensor:
-    frames = samples_for(seconds) // HOP_LENGTH + 1
-    return torch.randn(batch, N_MELS, frames, generator=torch.Generator().manual_seed(0)) + TYPICAL_LOG_MEL
-
-
 def synthesis_seconds(synth: FastSynthesizer, mel: torch.Tensor) -> float:
     """Wall seconds of one fast synthesis call."""
     t = time.perf_counter()
@@ -107,7 +99,7 @@ def synthesis_vs_peak(
     for config in configs:
         cfg = get_config(config)
         synth = FastSynthesizer(WaveFlow(cfg).eval())
-        mel = _mel(seconds, batch)
+        mel = benchmark_mel(seconds, batch)
         audio_s = batch * HOP_LENGTH * (mel.shape[-1] - 1) / SAMPLE_RATE
         flops = count(cfg, "synthesis", config).flops_per_audio_second * audio_s
         synthesis_seconds(synth, mel[..., :4])  # first call: allocator and kernel selection
@@ -188,28 +180,18 @@ def training_vs_peak(
     lasting seconds is to the machine's limit.
     """
     cfg = get_config(config)
-    model = WaveFlow(cfg).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-    gen = torch.Generator().manual_seed(3)
-    audio = 0.1 * torch.randn(batch, segment, generator=gen)
-    mel = log_mel(audio)
+    work = training_workload(cfg, batch, segment)
     flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
-
-    def step(x: torch.Tensor = audio, m: torch.Tensor = mel) -> float:
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        (-model.log_likelihood(x, m)).backward()
-        opt.step()
-        return time.perf_counter() - t
-
     # Warm-up on an eighth of the segment: Adam's state and the first-call costs, in seconds rather
     # than a full step (the best of the timed steps leaves out what is left of the first one).
-    short = audio[:, : max(4 * cfg.hop_length, segment // 8 // cfg.hop_length * cfg.hop_length)]
-    step(short, log_mel(short))
+    short = work.audio[:, : max(4 * cfg.hop_length, segment // 8 // cfg.hop_length * cfg.hop_length)]
+    work.step(short, log_mel(short))
     local_peaks, windows, achieved = [], [], []
     for _ in range(repeats):
         local_peaks.append(matmul_gflops())
-        seconds = step()
+        t = time.perf_counter()
+        work.step()
+        seconds = time.perf_counter() - t
         achieved.append(flops / seconds / 1e9)
         windows.append(sustained_matmul_gflops(min(seconds, SUSTAINED_WINDOW_S)))
     peak, sustained, value = max(local_peaks), max(windows), max(achieved)
@@ -248,7 +230,7 @@ def bf16_speedup(config: str, seconds: float, repeats: int) -> list[dict]:
         return [{"benchmark": name, "value": math.nan, "unit": "ratio", "detail": f"not measured: {why}"}]
     model = WaveFlow(get_config(config)).eval()
     synths = {p: FastSynthesizer(model, precision=p) for p in ("fp32", "bf16")}
-    mel = _mel(seconds, 1)
+    mel = benchmark_mel(seconds, 1)
     z = torch.randn(1, HOP_LENGTH * (mel.shape[-1] - 1), generator=torch.Generator().manual_seed(1))
     out = {p: synth(mel, z=z) for p, synth in synths.items()}  # also the warm-up
     times: dict[str, list[float]] = {p: [] for p in synths}
@@ -277,7 +259,7 @@ def fast_vs_reference(config: str) -> list[dict]:
             flow.out.weight.normal_(0, 0.01)
             flow.out.bias.normal_(0, 0.01)
     synth = FastSynthesizer(model)
-    short = _mel(0.1, 1)
+    short = benchmark_mel(0.1, 1)
     z = torch.randn(1, HOP_LENGTH * (short.shape[-1] - 1), generator=torch.Generator().manual_seed(1))
     t = time.perf_counter()
     reference = model.infer(short, z=z)
@@ -298,17 +280,8 @@ def fast_vs_reference(config: str) -> list[dict]:
 
 def metering_overhead(repeats: int, work_s: float = 1.0) -> list[dict]:
     """How much a running meter slows real WaveFlow (WF1) training steps, with a verdict on the target."""
-    small = WaveFlow(get_config("WF1"))
-    opt = torch.optim.Adam(small.parameters(), lr=2e-4)
-    x = 0.1 * torch.randn(1, 2048, generator=torch.Generator().manual_seed(2))
-    m = log_mel(x)
-
-    def train_step() -> None:
-        opt.zero_grad()
-        (-small.log_likelihood(x, m)).backward()
-        opt.step()
-
-    ov = measure_overhead(repeats=repeats, work_s=work_s, step=train_step)
+    work = training_workload(get_config("WF1"), batch=1, segment=2048, seed=2)
+    ov = measure_overhead(repeats=repeats, work_s=work_s, step=work.step)
     low, high = ov.relative_ci
     return [
         {

@@ -34,9 +34,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .analysis import save_table
-from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel
+from .audio import HOP_LENGTH, SAMPLE_RATE
 from .flops import count
 from .model import FastSynthesizer, WaveFlow, get_config
+from .workloads import benchmark_mel, training_workload
 
 #: Op kinds of the summary; an aten op not named here is "other ops". Names are matched after the
 #: ``aten::`` prefix and any trailing underscore (``sigmoid_`` is ``sigmoid``).
@@ -245,32 +246,20 @@ def gpu_busy(work: Callable[[], object]) -> tuple[float, float]:
 
 
 def synthesis_breakdown(config: str, seconds: float = 1.0, batch: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`profile_work` of one fast synthesis of ``seconds`` of audio (random weights and mel)."""
+    """:func:`profile_work` of one fast synthesis of ``seconds`` of audio (random weights, the bench's mel)."""
     cfg = get_config(config)
-    model = WaveFlow(cfg).eval()
-    synth = FastSynthesizer(model)
-    frames = round(seconds * SAMPLE_RATE / HOP_LENGTH) + 1
-    mel = torch.randn(batch, N_MELS, frames, generator=torch.Generator().manual_seed(0)) - 5.0
-    audio_s = batch * HOP_LENGTH * (frames - 1) / SAMPLE_RATE
+    synth = FastSynthesizer(WaveFlow(cfg).eval())
+    mel = benchmark_mel(seconds, batch)
+    audio_s = batch * HOP_LENGTH * (mel.shape[-1] - 1) / SAMPLE_RATE
     flops = count(cfg, "synthesis", config).flops_per_audio_second * audio_s
     return profile_work(lambda: synth(mel, generator=torch.Generator().manual_seed(0)), flops)
 
 
 def training_breakdown(config: str, batch: int = 2, segment: int = 16_000) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`profile_work` of one training step (forward, backward, Adam) at ``batch x segment``."""
+    """:func:`profile_work` of one training step (forward, backward, Adam) at ``batch x segment``, the bench's step."""
     cfg = get_config(config)
-    model = WaveFlow(cfg).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-    audio = 0.1 * torch.randn(batch, segment, generator=torch.Generator().manual_seed(3))
-    mel = log_mel(audio)
     flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        (-model.log_likelihood(audio, mel)).backward()
-        opt.step()
-
-    return profile_work(step, flops)
+    return profile_work(training_workload(cfg, batch, segment).step, flops)
 
 
 def write_breakdowns(

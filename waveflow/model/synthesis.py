@@ -53,6 +53,11 @@ Measured and not adopted (same machine, in-process, best of repetitions):
 * *torch.compile of the gate* (Inductor, one fused kernel for ``(sigmoid(a) - 1/2) sigmoid(b)``):
   200-235 us per call against 175-200 us eager (the compiled call's own overhead and its output
   allocation outweigh the saved memory passes), after an 18 s compilation;
+* *torch.compile of a whole layer step* (conditioning, three taps, gate and residual; Inductor, in
+  functional form, since a compiled graph returns new tensors rather than writing into the rings):
+  1.72-1.81 ms per WF2 layer step at W = 1,376 against 1.57-1.61 ms for the eager in-place step
+  (30 interleaved rounds of 20 calls), after a 4 s compilation per shape. Fusing the gate's
+  element-wise work does not pay for the outputs it allocates and the copies into the rings;
 * channels-last layouts do not apply: every product here is already a plain 2-D GEMM on
   contiguous rows;
 * *all layers' conditioning of a row as one tall product* (``(n_layers 2r) x n_mels`` against the

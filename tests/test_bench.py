@@ -84,6 +84,9 @@ def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
     for row in rows + ("synthesis bf16 / fp32 speed-up WF1",):
         assert row in table.index, row
     assert table.loc["training / sustained peak WF1", "value"] > 0
+    choices = table[table.index.str.startswith("CPU kernel: ")]
+    assert len(choices) == 3 and (choices.value > 0).all()  # both 1x1 products and the dilated conv, timed
+    assert choices.detail.str.contains("interleaved pairs, interquartile").all()
     assert table.loc["matmul peak", "value"] == 2.0  # the best of the whole run, the training's samples included
     assert table.loc["training / peak WF1", "value"] > 0 and table.loc["synthesis / peak WF1", "value"] > 0
     bf16 = table.loc["synthesis bf16 / fp32 speed-up WF1"]

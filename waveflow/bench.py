@@ -13,6 +13,9 @@ on the 2-vCPU VM when load came and went at the scale of seconds:
   2 x 16,000 samples, its counted forward + backward FLOPs over its wall time, against the same peak,
   and against the matmul throughput sustained over a window as long as the step (a ~12-s step sees
   the machine's average conditions, the best 0.1-s product its best moment);
+* **CPU kernel choices** -- the model's own CPU paths for 1x1 and dilated convolutions against
+  oneDNN's, forward + backward on the training shapes (:mod:`waveflow.cpu_kernels`): whether each
+  choice, made on AMD, still wins on this CPU;
 * **bf16 vs fp32 synthesis** -- where the hardware runs bfloat16 natively (else the row says why);
 * **fast vs reference synthesis** -- the speed-up of the cached row-by-row inverse over the
   reference ``WaveFlow.infer`` on the same mel and latent;
@@ -46,6 +49,7 @@ from torch import nn
 from .analysis import save_table
 from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
 from .breakdown import write_breakdowns
+from .cpu_kernels import kernel_choice_rows
 from .devices import bf16_support
 from .energy import EnergyMeter
 from .energy.readers import DEFAULT_POLL_HZ
@@ -344,6 +348,7 @@ def run_benchmarks(
     rows += bf16_speedup(configs[0], seconds, repeats)
     if train_config:
         rows += training_vs_peak(train_config, repeats, segment=train_segment, peaks=peaks)
+        rows += kernel_choice_rows(get_config(train_config), train_segment)
     peak = {
         "benchmark": "matmul peak",
         "value": max(peaks),

@@ -41,3 +41,19 @@ def tiny_config(h: int = 8, r: int = 8, **kw) -> WaveFlowConfig:
 def tiny_model() -> WaveFlow:
     torch.manual_seed(0)
     return randomise_outputs(WaveFlow(tiny_config(h=8, r=8)))
+
+
+@pytest.fixture
+def saved_tables(monkeypatch, tmp_path):
+    """``saved_tables(module)``: the tables ``module.save_table`` writes, kept in a dict by name instead."""
+    written: dict = {}
+
+    def capture(module) -> dict:
+        def save(table, name: str):
+            written[name] = table
+            return tmp_path / f"{name}.csv"
+
+        monkeypatch.setattr(module, "save_table", save)
+        return written
+
+    return capture

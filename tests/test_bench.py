@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 
-import pandas as pd
 import pytest
 
 from waveflow import WaveFlowConfig, bench
@@ -63,14 +62,8 @@ def test_sustained_matmul_runs_back_to_back_for_its_window():
     assert bench.sustained_matmul_gflops(0.0, size=32) > 0  # at least one product, never a division by zero
 
 
-def test_bench_command_writes_every_row(monkeypatch, tmp_path, capsys):
-    written = {}
-
-    def save(table: pd.DataFrame, name: str):
-        written[name] = table
-        return tmp_path / f"{name}.csv"
-
-    monkeypatch.setattr(bench, "save_table", save)
+def test_bench_command_writes_every_row(monkeypatch, saved_tables, capsys):
+    written = saved_tables(bench)
     # Every benchmark at the real structure's smallest size: a smoke of the command, seconds long.
     tiny = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
     monkeypatch.setattr(bench, "get_config", lambda name: tiny)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
@@ -54,14 +53,8 @@ def test_op_table_accounts_for_every_call_and_rates_the_products():
     assert summary.set_index("kind").loc[breakdown.OUTSIDE, "seconds"] > 0.9
 
 
-def test_bench_breakdown_writes_the_op_tables_and_the_summary(monkeypatch, tmp_path, capsys):
-    written = {}
-
-    def save(table: pd.DataFrame, name: str):
-        written[name] = table
-        return tmp_path / f"{name}.csv"
-
-    monkeypatch.setattr(breakdown, "save_table", save)
+def test_bench_breakdown_writes_the_op_tables_and_the_summary(monkeypatch, saved_tables, capsys):
+    written = saved_tables(breakdown)
     monkeypatch.setattr(breakdown, "get_config", lambda name: TINY)
     monkeypatch.setattr(bench, "get_config", lambda name: TINY)
     monkeypatch.setattr(bench, "matmul_gflops", lambda: 100.0)

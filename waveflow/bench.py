@@ -652,15 +652,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+BREAKDOWN_TOP_OPS = 6  # op rows printed per profiled work (the CSVs hold them all)
+
+
 def _print_breakdowns(
     configs: tuple[str, ...], train_config: str | None, seconds: float, batch: int, segment: int
 ) -> int:
     """``bench --breakdown``: :func:`waveflow.breakdown.write_breakdowns` against this run's matmul peak."""
     peak = max(matmul_gflops() for _ in range(3))
-    summary = write_breakdowns(configs, train_config, seconds, batch, segment, peak_gflop_s=peak)
+    summary, tables = write_breakdowns(configs, train_config, seconds, batch, segment, peak_gflop_s=peak)
     print(f"matmul peak {peak:.0f} GFLOP/s (best of 3)")
     for row in summary.itertuples():
         rate = f"{row.gflop_s:7.1f} GFLOP/s = {row.of_peak:.2f} of peak" if math.isfinite(row.gflop_s) else ""
         print(f"{row.work:<10}{row.config:<6}{row.kind:<44}{row.seconds:8.3f} s {row.share:6.1%}  {rate}")
+    for (work, config), table in tables.items():
+        print(f"{work} {config}, slowest ops:")
+        for op in table.head(BREAKDOWN_TOP_OPS).itertuples():
+            rate = f"{op.gflop_s:6.1f} GFLOP/s" if math.isfinite(op.gflop_s) else ""
+            print(f"  {op.op:<30}{op.gemm:<24}{op.calls:>7} calls {op.share:6.1%}  {rate}")
     print("per-op tables: build/results/breakdown_<work>_<config>.csv; summary: build/results/breakdown.csv")
     return 0

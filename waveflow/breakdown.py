@@ -269,21 +269,23 @@ def write_breakdowns(
     batch: int = 1,
     segment: int = 16_000,
     peak_gflop_s: float | None = None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[tuple[str, str], pd.DataFrame]]:
     """Profile each configuration's synthesis and ``train_config``'s training step, write the op
-    tables and ``breakdown.csv`` (see the module docstring) and return the latter. ``peak_gflop_s``,
-    when given, adds each kind's ``gflop_s`` as a fraction of it (``of_peak``)."""
+    tables and ``breakdown.csv`` (see the module docstring) and return them: ``(summary, {(work,
+    config): op table})``. ``peak_gflop_s``, when given, adds each kind's ``gflop_s`` as a fraction
+    of it (``of_peak``)."""
     parts = [("synthesis", c, lambda c=c: synthesis_breakdown(c, seconds, batch)) for c in configs]
     if train_config:
         parts.append(("training", train_config, lambda: training_breakdown(train_config, 2, segment)))
-    summaries = []
+    summaries, tables = [], {}
     for what, config, run in parts:
         table, summary = run()
         save_table(table, f"breakdown_{what}_{config}")
         summaries.append(summary.assign(work=what, config=config))
+        tables[what, config] = table
     result = pd.concat(summaries, ignore_index=True)
     result = result[["work", "config", *[c for c in result.columns if c not in ("work", "config")]]]
     if peak_gflop_s:
         result["of_peak"] = result["gflop_s"] / peak_gflop_s
     save_table(result, "breakdown")
-    return result
+    return result, tables

@@ -48,6 +48,9 @@ def test_op_table_accounts_for_every_call_and_rates_the_products():
     assert (products.gflop_s > 0).all()
     assert table.loc[table.op == "aten::sigmoid_", "kind"].item() == "element-wise"
     assert table.gflop_s[table.op != "aten::addmm"].isna().all()  # a rate only where the FLOPs are known
+    merged = breakdown.by_op(table)
+    assert merged.loc[merged.op == "aten::addmm", "calls"].item() == 5
+    assert merged.loc[merged.op == "aten::addmm", "gflop_s"].item() == pytest.approx(products.gflop_s.iloc[0])
     summary = breakdown.kind_summary(table, wall_s=1.0, plain_s=0.9, flops=1e9)
     assert summary.share.sum() == pytest.approx(1.0)  # the kinds and what lies outside them fill the wall time
     assert summary.set_index("kind").loc[breakdown.OUTSIDE, "seconds"] > 0.9
@@ -101,3 +104,14 @@ def test_gpu_busy_sees_the_kernels_of_a_launch_bound_and_a_compute_bound_workloa
     busy_small = kernels / wall
     kernels, wall = breakdown.gpu_busy(lambda: [large @ large for _ in range(5)])
     assert 0 < busy_small < kernels / wall <= 1.0 + 1e-6  # tiny kernels leave the GPU idle between launches
+
+
+def test_by_op_merges_the_shapes_of_one_op_but_not_different_gemms():
+    with breakdown.profile(activities=[breakdown.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for n in (100, 200, 300):  # one element-wise op in three shapes, like a convolution per layer
+            torch.sigmoid(torch.ones(n))
+        for k in (8, 16):  # two GEMM shapes stay apart: their rates differ
+            torch.mm(torch.ones(4, k), torch.ones(k, 4))
+    merged = breakdown.by_op(breakdown.op_table(prof, wall_s=1.0)).set_index(["op", "gemm"])
+    assert merged.loc[("aten::sigmoid", ""), "calls"] == 3
+    assert {g for op, g in merged.index if op == "aten::mm"} == {"1 x 4 x 8 x 4", "1 x 4 x 16 x 4"}

@@ -48,7 +48,7 @@ from torch import nn
 
 from .analysis import save_table
 from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
-from .breakdown import write_breakdowns
+from .breakdown import by_op, write_breakdowns
 from .cpu_kernels import kernel_choice_rows
 from .devices import bf16_support
 from .energy import EnergyMeter
@@ -667,7 +667,7 @@ def _print_breakdowns(
         print(f"{row.work:<10}{row.config:<6}{row.kind:<44}{row.seconds:8.3f} s {row.share:6.1%}  {rate}")
     for (work, config), table in tables.items():
         print(f"{work} {config}, slowest ops:")
-        for op in table.head(BREAKDOWN_TOP_OPS).itertuples():
+        for op in by_op(table).head(BREAKDOWN_TOP_OPS).itertuples():
             rate = f"{op.gflop_s:6.1f} GFLOP/s" if math.isfinite(op.gflop_s) else ""
             print(f"  {op.op:<30}{op.gemm:<24}{op.calls:>7} calls {op.share:6.1%}  {rate}")
     print("per-op tables: build/results/breakdown_<work>_<config>.csv; summary: build/results/breakdown.csv")

@@ -182,6 +182,19 @@ def op_table(prof: profile, wall_s: float) -> pd.DataFrame:
     return table.sort_values("self_s", ascending=False, ignore_index=True) if len(table) else table
 
 
+def by_op(table: pd.DataFrame) -> pd.DataFrame:
+    """An :func:`op_table` summed over input shapes that differ only outside a GEMM's shape (a
+    training step's convolutions come in a shape per layer): one row per op and GEMM shape, the
+    slowest first, its ``gflop_s`` the FLOPs of the merged rows over their time."""
+    if not len(table):
+        return table
+    flops = (table["gflop_s"].fillna(0.0) * table["self_s"]).rename("flops")
+    grouped = table.assign(flops=flops).groupby(["op", "kind", "gemm"], as_index=False, dropna=False)
+    merged = grouped[["calls", "self_s", "share", "flops"]].sum()
+    merged["gflop_s"] = (merged["flops"] / merged["self_s"].clip(lower=1e-12)).where(merged["flops"] > 0)
+    return merged.drop(columns="flops").sort_values("self_s", ascending=False, ignore_index=True)
+
+
 def kind_summary(table: pd.DataFrame, wall_s: float, plain_s: float, flops: float) -> pd.DataFrame:
     """Time per kind, with what lies outside every op, from an :func:`op_table` of ``wall_s``.
 

@@ -115,3 +115,25 @@ def test_by_op_merges_the_shapes_of_one_op_but_not_different_gemms():
     merged = breakdown.by_op(breakdown.op_table(prof, wall_s=1.0)).set_index(["op", "gemm"])
     assert merged.loc[("aten::sigmoid", ""), "calls"] == 3
     assert {g for op, g in merged.index if op == "aten::mm"} == {"1 x 4 x 8 x 4", "1 x 4 x 16 x 4"}
+
+
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 4)])
+def test_convolution_flops_from_the_profile_match_flop_counter_mode(dilation):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(2, 8, 10, 50, requires_grad=True)
+    w = torch.randn(16, 8, 3, 3, requires_grad=True)
+
+    def step():
+        torch.nn.functional.conv2d(x, w, dilation=dilation).sum().backward()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    with breakdown.profile(activities=[breakdown.ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    table = breakdown.op_table(prof, wall_s=1.0)
+    convs = table[table.op.isin(["aten::mkldnn_convolution", "aten::convolution_backward"])]
+    if len(convs) < 2:
+        pytest.skip("this build does not run oneDNN's convolution kernels")
+    assert (convs.gflop_s * convs.self_s * 1e9).sum() == pytest.approx(counter.get_total_flops())
+    assert breakdown.conv_flops("aten::mkldnn_convolution", [[1, 2, 3, 4]], None) is None  # no arguments: no count

@@ -5,8 +5,9 @@ configuration and one WaveFlow training step, and writes, under ``build/results/
 
 * ``breakdown_synthesis_<config>.csv`` and ``breakdown_training_<config>.csv``: one row per op and
   input shapes, with its calls, its own time (``self`` time: children excluded), its share of the
-  profiled wall time, and for the matrix products it runs (``addmm``, ``mm``, ``bmm``, ``baddbmm``)
-  the GEMM shape and the GFLOP/s that op reached;
+  profiled wall time, for the matrix products it runs (``addmm``, ``mm``, ``bmm``, ``baddbmm``)
+  the GEMM shape, and for those and oneDNN's convolution kernels (forward, and backward per
+  gradient) the GFLOP/s that op reached;
 * ``breakdown.csv``: the same time summed by kind (:data:`KINDS`: matrix products and
   convolutions, element-wise, copies and fills, other ops), plus the time outside every op
   (Python, dispatch and the profiler's own bookkeeping) and the wall time without the profiler.
@@ -148,13 +149,52 @@ def gemm_shape(op: str, shapes: list[list[int]]) -> tuple[int, int, int, int] | 
     return None
 
 
+def conv_flops(op: str, shapes: list[list[int]], args: list[Any] | None) -> float | None:
+    """FLOPs of one 2-D convolution kernel call from its input shapes and scalar arguments, else ``None``.
+
+    ``mkldnn_convolution(x, w, b, padding, stride, dilation, groups)`` does ``2 N O H_o W_o (C/g) k_h
+    k_w``; ``convolution_backward(grad, x, w, bias_sizes, stride, padding, dilation, transposed,
+    output_padding, groups, mask)`` the same per gradient it computes (input and weight; the bias
+    gradient is a sum), with ``H_o x W_o`` read from the gradient's shape.
+    """
+    name = op.removeprefix("aten::")
+    try:
+        if name == "mkldnn_convolution" and args:
+            (n, _, h, w), (o, c, kh, kw) = shapes[0], shapes[1]
+            (ph, pw), (sh, sw), (dh, dw) = args[3], args[4], args[5]
+            ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            return 2.0 * n * o * ho * wo * c * kh * kw
+        if name == "convolution_backward" and args:
+            (n, o, ho, wo), (_, c, kh, kw) = shapes[0], shapes[2]
+            mask = args[10]
+            return 2.0 * n * o * ho * wo * c * kh * kw * (int(bool(mask[0])) + int(bool(mask[1])))
+    except (IndexError, TypeError, ValueError):
+        return None  # another overload or unrecorded arguments: no count rather than a wrong one
+    return None
+
+
+def _conv_flops_by_shape(prof: profile) -> dict[tuple[str, str], float]:
+    """Convolution FLOPs summed per (op, input shapes), the grouping of ``key_averages``: the
+    scalar arguments a count needs (dilation, gradient mask) are on the single events only."""
+    totals: dict[tuple[str, str], float] = {}
+    for event in prof.events():
+        if event.name in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+            flops = conv_flops(event.name, event.input_shapes, getattr(event, "concrete_inputs", None))
+            if flops is not None:
+                key = (event.name, str(event.input_shapes))
+                totals[key] = totals.get(key, 0.0) + flops
+    return totals
+
+
 def op_table(prof: profile, wall_s: float) -> pd.DataFrame:
     """One row per (op, input shapes) of a finished CPU profile, the slowest first.
 
     Columns: ``op``, ``kind``, ``shapes`` (as the profiler records them), ``gemm`` ("B x M x K x N"
     for matrix products), ``calls``, ``self_s`` (time in the op itself), ``share`` (of ``wall_s``),
-    ``us_per_call`` and ``gflop_s`` (matrix products only: 2 B M K N per call over the self time).
+    ``us_per_call`` and ``gflop_s``: for matrix products 2 B M K N per call, for oneDNN's
+    convolution kernels :func:`conv_flops`, over the self time.
     """
+    convs = _conv_flops_by_shape(prof)
     rows = []
     for event in prof.key_averages(group_by_input_shape=True):
         if not event.key.startswith("aten::"):
@@ -165,6 +205,8 @@ def op_table(prof: profile, wall_s: float) -> pd.DataFrame:
         if shape is not None and self_s > 0:
             b, m, k, n = shape
             gflop_s = 2.0 * b * m * k * n * event.count / self_s / 1e9
+        elif (event.key, str(event.input_shapes)) in convs and self_s > 0:
+            gflop_s = convs[event.key, str(event.input_shapes)] / self_s / 1e9
         rows.append(
             {
                 "op": event.key,

@@ -151,9 +151,13 @@ def training_vs_peak(
     """Achieved FLOP/s of full training steps (forward, backward, Adam) as a fraction of the matmul
     peak, interleaved; FLOPs are FlopCounterMode's forward + backward count for this much audio.
 
-    Where a WF2 step's time goes on the CPU (``torch.profiler``, 2-vCPU AMD EPYC, torch 2.13):
-    convolutions are ~85 % (the dilated 3x3 ones ~80 % of the FLOPs), element-wise work (gates,
-    adds, their backward) ~10 %, Adam < 1 %. The biggest waste found was oneDNN's backward-data
+    Where a WF2 step's time goes on the CPU (``make bench-breakdown``, 2-vCPU AMD EPYC, torch 2.13,
+    matmul peak ~180 GFLOP/s): matrix products and convolutions 82 % of the profiled step (at 130
+    GFLOP/s together), element-wise work (gates, adds, their backward) 8 %, copies and fills 6 %,
+    other ops 1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
+    kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
+    first layer's backward at 150, and the dilated layers' weight gradients at 85-106: 2.8 s of a
+    9-s step, the largest single loss left. The biggest waste found earlier was oneDNN's backward-data
     kernel for *dilated* convolutions, at ~40 % of peak against 80-100 % for its forward kernel;
     the model now takes that gradient from the forward kernel
     (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process.

@@ -156,8 +156,8 @@ def training_vs_peak(
     GFLOP/s together), element-wise work (gates, adds, their backward) 8 %, copies and fills 6 %,
     other ops 1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
     kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
-    first layer's backward at 150, and the dilated layers' weight gradients at 85-106: 2.8 s of a
-    9-s step, the largest single loss left. The biggest waste found earlier was oneDNN's backward-data
+    first layer's backward at 150, and the dilated layers' weight gradients at 85-106: 2.5 s of a
+    9.9-s profiled step, the largest single loss left. The biggest waste found earlier was oneDNN's backward-data
     kernel for *dilated* convolutions, at ~40 % of peak against 80-100 % for its forward kernel;
     the model now takes that gradient from the forward kernel
     (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process.

@@ -31,6 +31,7 @@ WORKFLOWS["zoo_energy"] = 3  # Table 1 models measured on this machine
 WORKFLOWS["energy_to_quality"] = 3  # held-out NLL against training joules, every configuration
 WORKFLOWS["breakdown"] = 2  # per-op profiles, which bench --breakdown writes
 WORKFLOWS["cpu_kernels"] = 2  # the model's CPU kernel choices against oneDNN's, for bench
+WORKFLOWS["overhead"] = 1  # the meter's cost on the work it measures, for bench
 WORKFLOWS["workloads"] = 1  # the mel and the training step that bench times and breakdown profiles
 DOMAINS = {"model", "data", "energy", "analysis", "zoo"}
 #: shared module -> rank; a shared module may import shared modules of a strictly lower rank

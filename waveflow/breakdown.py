@@ -111,7 +111,6 @@ KINDS: dict[str, frozenset[str]] = {
         }
     ),
 }
-GEMMS = frozenset({"addmm", "mm", "bmm", "baddbmm"})
 OUTSIDE = "outside ops (Python, dispatch, profiler)"
 
 

@@ -35,6 +35,9 @@ outside ops (Python, dispatch)        ~10 ops per layer-step      4-7 %      --
 
 All matrix products together ran at 0.75-0.81 of the peak, the whole profiled synthesis at
 0.60-0.67. The outside-ops line includes the profiler's own cost per op, so it is an upper bound.
+WF4 (r = 128, so each product is twice as tall and twice as deep) is less exposed: products 91 %
+of its time at about the run's peak (164 against 165 GFLOP/s), element-wise 4 %, copies 2 %,
+outside ops 2 %.
 
 The gate was 9 % with ``tanh`` (2.5 ns per element, a sigmoid 0.7 ns). The dispatch line is
 measured at W = 32, where the arithmetic is a quarter of the time: ~15-20 us per op, mostly the

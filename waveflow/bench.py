@@ -36,14 +36,14 @@ import pandas as pd
 import torch
 
 from .analysis import save_table
-from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel
+from .audio import HOP_LENGTH, log_mel
 from .breakdown import by_op, write_breakdowns
 from .cpu_kernels import kernel_choice_rows
 from .devices import bf16_support
 from .flops import count
 from .model import FastSynthesizer, WaveFlow, get_config
 from .overhead import OVERHEAD_TARGET, measure_overhead
-from .workloads import benchmark_mel, training_workload
+from .workloads import SynthesisWorkload, benchmark_mel, synthesis_workload, training_workload
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -75,10 +75,10 @@ def sustained_matmul_gflops(seconds: float, size: int = 2048) -> float:
     return 2 * size**3 * calls / (time.perf_counter() - start) / 1e9
 
 
-def synthesis_seconds(synth: FastSynthesizer, mel: torch.Tensor) -> float:
-    """Wall seconds of one fast synthesis call."""
+def synthesis_seconds(work: SynthesisWorkload, mel: torch.Tensor | None = None) -> float:
+    """Wall seconds of one fast synthesis of the workload (or of ``mel``)."""
     t = time.perf_counter()
-    synth(mel, generator=torch.Generator().manual_seed(0))
+    work.run(mel)
     return time.perf_counter() - t
 
 
@@ -90,15 +90,14 @@ def synthesis_vs_peak(
     rows: list[dict] = []
     for config in configs:
         cfg = get_config(config)
-        synth = FastSynthesizer(WaveFlow(cfg).eval())
-        mel = benchmark_mel(seconds, batch)
-        audio_s = batch * HOP_LENGTH * (mel.shape[-1] - 1) / SAMPLE_RATE
+        work = synthesis_workload(cfg, seconds, batch)
+        audio_s = work.audio_s
         flops = count(cfg, "synthesis", config).flops_per_audio_second * audio_s
-        synthesis_seconds(synth, mel[..., :4])  # first call: allocator and kernel selection
+        synthesis_seconds(work, work.mel[..., :4])  # first call: allocator and kernel selection
         local_peaks, synths = [], []
         for _ in range(repeats):  # interleaved, so load changes hit both
             local_peaks.append(matmul_gflops())
-            synths.append(flops / synthesis_seconds(synth, mel) / 1e9)
+            synths.append(flops / synthesis_seconds(work) / 1e9)
         peak, achieved = max(local_peaks), max(synths)
         if peaks is not None:
             peaks += local_peaks
@@ -145,30 +144,29 @@ def training_vs_peak(
     other ops 1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
     kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
     first layer's backward at 150, and the dilated layers' weight gradients at 85-106: 2.5 s of a
-    9.9-s profiled step, the largest single loss left. The biggest waste found earlier was oneDNN's backward-data
-    kernel for *dilated* convolutions, at ~40 % of peak against 80-100 % for its forward kernel;
-    the model now takes that gradient from the forward kernel
-    (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process.
-    The 1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they
-    are now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster
-    on these shapes and worth +5-10 % of the step.
-    Measured and not adopted: channels-last (NHWC) tensors. oneDNN's NHWC forward kernel is faster
-    (140 against 93 GFLOP/s at dilation (2, 16)), but its weight-gradient kernel is slower (60
-    against 77; 29 against 89 undilated), and a weight gradient written as nine long-K GEMMs over
-    the flattened padded rows reached only 89-94 GFLOP/s; with the layout conversions, a dilated
-    layer's forward + both gradients came out at 0.77-1.10x the NCHW path.
-    Also measured and not adopted: a whole residual layer as one ``autograd.Function`` (conditioning
-    accumulated in place, the gate written into one gradient buffer, the residual and skip halves
-    carried in one packed tensor: no ``cat``, no separate adds). It saves ~4 % of element-wise time
-    but came out at 0.97-1.04x a coupling network's forward + backward, since any conv that pads
-    implicitly (``padding=(0, p_w)``, to skip the pad copies) is 1.4-1.5x slower in oneDNN for the
-    128 -> 64 input-gradient convolutions at wide dilations. What is left is kernel efficiency:
-    oneDNN's weight gradient of a dilated 3x3 convolution runs at ~0.6-0.7 of the matmul peak (nine
-    long-K GEMMs over the flattened padded rows, or a phase split of the width dilation into an
-    undilated conv, were no faster: the nine GEMMs, timed alone, ran 1.45x oneDNN's kernel on a
-    WF2 layer's shapes, but inside a coupling network's backward only 1.0-1.13x, and the network's
-    forward + backward 0.91-1.02x over 24 interleaved pairs), the K = 64/80 GEMMs of the 1x1
-    products at ~0.6-0.7.
+    9.9-s profiled step, the largest single loss left.
+
+    Adopted: oneDNN's backward-data kernel for *dilated* convolutions ran at ~40 % of peak against
+    80-100 % for its forward kernel, so the model takes that gradient from the forward kernel
+    (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process. The
+    1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they are
+    now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster on
+    these shapes and worth +5-10 % of the step.
+
+    Measured and not adopted: channels-last (NHWC) tensors (oneDNN's NHWC forward kernel is faster,
+    140 against 93 GFLOP/s at dilation (2, 16), but its weight-gradient kernel slower, 60 against
+    77, 29 against 89 undilated; with the layout conversions a dilated layer's forward + both
+    gradients came out at 0.77-1.10x the NCHW path). A whole residual layer as one
+    ``autograd.Function`` (conditioning accumulated in place, the gate written into one gradient
+    buffer, residual and skip carried in one packed tensor: no ``cat``, no separate adds): it saves
+    ~4 % of element-wise time but came out at 0.97-1.04x a coupling network's forward + backward,
+    since any conv that pads implicitly (``padding=(0, p_w)``) is 1.4-1.5x slower in oneDNN for the
+    128 -> 64 input-gradient convolutions at wide dilations. The dilated weight gradient as nine
+    long-K GEMMs over the flattened padded rows, or with the width dilation split into undilated
+    phases: timed alone the nine GEMMs ran 1.45x oneDNN's kernel on a WF2 layer's shapes, but inside
+    a coupling network's backward only 1.0-1.13x, and the network's forward + backward 0.91-1.02x
+    over 24 interleaved pairs. What is left is kernel efficiency: that weight gradient, and the
+    K = 64/80 GEMMs of the 1x1 products at ~0.6-0.7 of peak.
 
     Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
     sustained over a window as long as the step (:func:`sustained_matmul_gflops`): the best single
@@ -177,7 +175,7 @@ def training_vs_peak(
     """
     cfg = get_config(config)
     work = training_workload(cfg, batch, segment)
-    flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
+    flops = count(cfg, "training", config).flops_per_audio_second * work.audio_s
     # Warm-up on an eighth of the segment: Adam's state and the first-call costs, in seconds rather
     # than a full step (the best of the timed steps leaves out what is left of the first one).
     short = work.audio[:, : max(4 * cfg.hop_length, segment // 8 // cfg.hop_length * cfg.hop_length)]

@@ -35,10 +35,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .analysis import save_table
-from .audio import HOP_LENGTH, SAMPLE_RATE
 from .flops import count
-from .model import FastSynthesizer, WaveFlow, get_config
-from .workloads import benchmark_mel, training_workload
+from .model import get_config
+from .workloads import synthesis_workload, training_workload
 
 #: Op kinds of the summary; an aten op not named here is "other ops". Names are matched after the
 #: ``aten::`` prefix and any trailing underscore (``sigmoid_`` is ``sigmoid``).
@@ -300,20 +299,17 @@ def gpu_busy(work: Callable[[], object]) -> tuple[float, float]:
 
 
 def synthesis_breakdown(config: str, seconds: float = 1.0, batch: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`profile_work` of one fast synthesis of ``seconds`` of audio (random weights, the bench's mel)."""
+    """:func:`profile_work` of one fast synthesis of ``seconds`` of audio (the bench's workload)."""
     cfg = get_config(config)
-    synth = FastSynthesizer(WaveFlow(cfg).eval())
-    mel = benchmark_mel(seconds, batch)
-    audio_s = batch * HOP_LENGTH * (mel.shape[-1] - 1) / SAMPLE_RATE
-    flops = count(cfg, "synthesis", config).flops_per_audio_second * audio_s
-    return profile_work(lambda: synth(mel, generator=torch.Generator().manual_seed(0)), flops)
+    work = synthesis_workload(cfg, seconds, batch)
+    return profile_work(work.run, count(cfg, "synthesis", config).flops_per_audio_second * work.audio_s)
 
 
 def training_breakdown(config: str, batch: int = 2, segment: int = 16_000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`profile_work` of one training step (forward, backward, Adam) at ``batch x segment``, the bench's step."""
     cfg = get_config(config)
-    flops = count(cfg, "training", config).flops_per_audio_second * batch * segment / SAMPLE_RATE
-    return profile_work(training_workload(cfg, batch, segment).step, flops)
+    work = training_workload(cfg, batch, segment)
+    return profile_work(work.step, count(cfg, "training", config).flops_per_audio_second * work.audio_s)
 
 
 def write_breakdowns(

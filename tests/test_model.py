@@ -11,7 +11,16 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import PAPER, PAPER_CONFIGS, WaveFlow, WaveFlowConfig
 from waveflow.audio import HOP_LENGTH, log_mel
 from waveflow.model import parameter_count, squeeze, unsqueeze
-from waveflow.model.modules import CausalConv2d, PointwiseConv2d, ResidualLayer, normed
+from waveflow.model.modules import (
+    CPU_KERNELS,
+    CausalConv2d,
+    CpuKernelChoice,
+    PointwiseConv2d,
+    ResidualLayer,
+    cpu_kernel_choice,
+    normed,
+    weight_grad_by_taps,
+)
 
 # The paper's Table 2 counts, exact (the paper prints them truncated to 2 decimals).
 PAPER_COUNTS = {"WF1": 5_916_372, "WF2": 5_916_372, "WF3": 12_782_036, "WF4": 22_252_756, "WF5": 86_186_196}
@@ -37,15 +46,19 @@ def test_paper_configs_are_the_papers_table2():
     }
 
 
-@pytest.mark.parametrize("dilation_h, dilation_w", [(1, 4), (2, 1), (4, 8)])
-def test_dilated_conv_gradients_on_cpu_equal_the_plain_convolution(dilation_h, dilation_w):
+@pytest.mark.parametrize("kernel, dilation_h, dilation_w", [(3, 1, 4), (3, 2, 1), (3, 4, 8), (5, 2, 3)])
+@pytest.mark.parametrize("by_forward, by_taps", [(True, True), (True, False), (False, True), (False, False)])
+def test_dilated_conv_gradients_on_cpu_equal_the_plain_convolution(kernel, dilation_h, dilation_w, by_forward, by_taps):
     """The CPU training path computes the input gradient as a forward convolution with the flipped
-    kernel; output and all three gradients must equal autograd through the plain padded conv."""
+    kernel and the weight gradient as GEMMs over width-shifted copies (each choice can be switched
+    back to oneDNN's kernel); output and all three gradients must equal autograd through the plain
+    padded conv, whichever kernels are chosen."""
     torch.manual_seed(0)
-    conv = CausalConv2d(3, 5, 3, dilation_h, dilation_w).double()
+    conv = CausalConv2d(3, 5, kernel, dilation_h, dilation_w).double()
     x = torch.randn(2, 3, 7, 20, dtype=torch.float64, requires_grad=True)
-    grad = torch.randn(2, 5, 7, 20, dtype=torch.float64)
-    fast = conv(x)
+    with cpu_kernel_choice(input_grad_by_forward=by_forward, weight_grad_by_taps=by_taps):
+        fast = conv(x)
+    grad = torch.randn_like(fast)
     fast.backward(grad)
     got = [x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()]
     x.grad = conv.weight.grad = conv.bias.grad = None
@@ -55,7 +68,35 @@ def test_dilated_conv_gradients_on_cpu_equal_the_plain_convolution(dilation_h, d
     torch.testing.assert_close(fast, plain)
     for a, b in zip(got, [x.grad, conv.weight.grad, conv.bias.grad], strict=True):
         torch.testing.assert_close(a, b)
-    assert torch.autograd.gradcheck(conv, (x[:1, :, :4, :9].detach().requires_grad_(),))
+    with cpu_kernel_choice(input_grad_by_forward=by_forward, weight_grad_by_taps=by_taps):
+        assert torch.autograd.gradcheck(conv, (x[:1, :, :4, :9].detach().requires_grad_(),))
+
+
+def test_weight_grad_by_taps_runs_one_batched_gemm_per_kernel_row():
+    """The weight gradient's arithmetic is all GEMMs: ``k_h`` batched products with every input
+    channel and width tap side by side, not a convolution kernel."""
+    torch.manual_seed(0)
+    grad, padded = torch.randn(2, 6, 5, 11), torch.randn(2, 4, 5 + 2 * 3, 11 + 2 * 2)
+    with torch.profiler.profile() as prof:
+        weight_grad_by_taps(grad, padded, (3, 3), (3, 2))
+    calls = {e.key: e.count for e in prof.key_averages()}
+    assert calls["aten::bmm"] == 3
+    assert not any("convolution" in k for k in calls)
+
+
+def test_causal_conv_needs_an_odd_kernel():
+    with pytest.raises(ValueError, match="kernel_size must be odd, got 2"):
+        CausalConv2d(3, 5, 2, 1, 1)
+
+
+def test_cpu_kernel_choice_restores_the_defaults_and_names_unknown_choices():
+    with cpu_kernel_choice(weight_grad_by_taps=False) as chosen:
+        assert not chosen.weight_grad_by_taps and chosen.input_grad_by_forward
+    assert CPU_KERNELS == CpuKernelChoice()
+    with pytest.raises(ValueError, match="no kernel choice 'fast'.*weight_grad_by_taps"):
+        with cpu_kernel_choice(fast=True):
+            pass
+    assert CPU_KERNELS == CpuKernelChoice()
 
 
 @pytest.mark.parametrize("weight_norm", [False, True])

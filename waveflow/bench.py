@@ -143,15 +143,21 @@ def training_vs_peak(
     GFLOP/s together), element-wise work (gates, adds, their backward) 8 %, copies and fills 6 %,
     other ops 1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
     kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
-    first layer's backward at 150, and the dilated layers' weight gradients at 85-106: 2.5 s of a
-    9.9-s profiled step, the largest single loss left.
+    first layer's backward at 150, and the dilated layers' weight gradients at 67-106 in oneDNN's
+    backward-weights kernel: 2.5-3.7 s of a 10-11-s profiled step, the largest single loss. That
+    weight gradient is now GEMMs (below); with it, the copies it makes (three width-shifted copies
+    of each dilated layer's input, ~5 ms each when they come from DRAM) are ~6 % of the step.
 
     Adopted: oneDNN's backward-data kernel for *dilated* convolutions ran at ~40 % of peak against
     80-100 % for its forward kernel, so the model takes that gradient from the forward kernel
     (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process. The
     1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they are
     now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster on
-    these shapes and worth +5-10 % of the step.
+    these shapes and worth +5-10 % of the step. The dilated weight gradient as one batched GEMM per
+    kernel row over width-shifted copies of the input (:func:`waveflow.model.modules.weight_grad_by_taps`,
+    N = 3 x 64 instead of 64 per tap): ~135 GFLOP/s including the copy against oneDNN's 67-90 when
+    timed alone, 1.22x a layer's forward + backward, and 1.086x a whole WF2 training step (median of
+    10 interleaved pairs, interquartile 1.03-1.17; 1.077 in a second run of 8).
 
     Measured and not adopted: channels-last (NHWC) tensors (oneDNN's NHWC forward kernel is faster,
     140 against 93 GFLOP/s at dilation (2, 16), but its weight-gradient kernel slower, 60 against
@@ -162,11 +168,12 @@ def training_vs_peak(
     ~4 % of element-wise time but came out at 0.97-1.04x a coupling network's forward + backward,
     since any conv that pads implicitly (``padding=(0, p_w)``) is 1.4-1.5x slower in oneDNN for the
     128 -> 64 input-gradient convolutions at wide dilations. The dilated weight gradient as nine
-    long-K GEMMs over the flattened padded rows, or with the width dilation split into undilated
-    phases: timed alone the nine GEMMs ran 1.45x oneDNN's kernel on a WF2 layer's shapes, but inside
-    a coupling network's backward only 1.0-1.13x, and the network's forward + backward 0.91-1.02x
-    over 24 interleaved pairs. What is left is kernel efficiency: that weight gradient, and the
-    K = 64/80 GEMMs of the 1x1 products at ~0.6-0.7 of peak.
+    long-K GEMMs (N = 64) over the flattened padded rows, no copy: ~1.45x oneDNN timed alone, but
+    0.91-1.02x a coupling network's forward + backward over 24 pairs; with the cache flushed between
+    calls (as in a step) it ran 74-113 GFLOP/s against the tap copies' 99-112, blocked over K or not.
+    The width dilation split into undilated phases: no gain. What is left is kernel efficiency: the
+    weight-gradient GEMMs at ~0.6-0.75 of peak, and the K = 64/80 GEMMs of the 1x1 products at
+    ~0.6-0.7.
 
     Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
     sustained over a window as long as the step (:func:`sustained_matmul_gflops`): the best single

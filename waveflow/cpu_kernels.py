@@ -1,12 +1,17 @@
 """Are the model's own CPU kernels still the faster choice on this machine? (rows of ``make bench``)
 
-Twice :mod:`waveflow.model.modules` replaces oneDNN's kernel on the CPU with its own, each choice
-made from measurements on a 2-vCPU AMD EPYC (AVX2, torch 2.13):
+Three times :mod:`waveflow.model.modules` replaces oneDNN's kernel on the CPU with its own, each
+choice made from measurements on a 2-vCPU AMD EPYC (AVX2, torch 2.13):
 
 * :class:`~waveflow.model.modules.PointwiseConv2d` runs the 1x1 convolutions (conditioning
   n_mels -> 2r, residual/skip r -> 2r) as ``baddbmm``, so their forward and both gradients are GEMMs;
 * :class:`~waveflow.model.modules.CausalConv2d` takes a dilated convolution's input gradient from
-  the forward kernel (``_DilatedConvOnCPU``) instead of oneDNN's backward-data kernel.
+  the forward kernel instead of oneDNN's backward-data kernel, and
+* its weight gradient from GEMMs over width-shifted copies of the input instead of oneDNN's
+  backward-weights kernel (:func:`~waveflow.model.modules.weight_grad_by_taps`).
+
+The two dilated-convolution choices are switches (:data:`~waveflow.model.modules.CPU_KERNELS`), so
+a family where one loses can turn it off without touching the other.
 
 oneDNN is tuned for Intel first, so on an AVX-512 machine the library's kernels may win where they
 lost on AMD. Each row here times forward + backward (every gradient a training step needs) of the
@@ -25,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import WaveFlowConfig
-from .model.modules import CausalConv2d, PointwiseConv2d
+from .model.modules import CausalConv2d, PointwiseConv2d, cpu_kernel_choice
 
 
 def forward_backward_seconds(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> float:
@@ -86,15 +91,26 @@ def kernel_choice_rows(config: WaveFlowConfig, segment: int, repeats: int = 10, 
     layer = config.n_layers // 2
     dh, dw = config.dilations_h[layer], config.dilations_w[layer]
     conv = CausalConv2d(r, 2 * r, config.kernel_size, dh, dw)
-    median, q1, q3 = paired_speedup(
-        lambda: conv(x),
-        lambda: F.conv2d(F.pad(x, (conv.pad_w, conv.pad_w, conv.pad_h, 0)), conv.weight, conv.bias, dilation=(dh, dw)),
-        [x, conv.weight, conv.bias],
-        repeats,
-    )
-    detail = f"against oneDNN's backward-data kernel; layer {layer}, dilation ({dh}, {dw}), {r} -> {2 * r}; {shape}"
-    out.append(_row("dilated conv, input gradient by the forward kernel", median, q1, q3, detail, repeats))
+    where = f"layer {layer}, dilation ({dh}, {dw}), {r} -> {2 * r}; {shape}"
+    for name, choice, library in (
+        ("dilated conv, input gradient by the forward kernel", "input_grad_by_forward", "backward-data"),
+        ("dilated conv, weight gradient as width-tap GEMMs", "weight_grad_by_taps", "backward-weights"),
+    ):
+        median, q1, q3 = paired_speedup(
+            lambda: conv(x),
+            lambda choice=choice: with_library_kernel(choice, conv, x),
+            [x, conv.weight, conv.bias],
+            repeats,
+        )
+        detail = f"against oneDNN's {library} kernel, the other gradients unchanged; {where}"
+        out.append(_row(name, median, q1, q3, detail, repeats))
     return out
+
+
+def with_library_kernel(choice: str, conv: CausalConv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` with one of the model's kernel choices switched back to oneDNN's (for its backward too)."""
+    with cpu_kernel_choice(**{choice: False}):
+        return conv(x)
 
 
 def _row(name: str, median: float, q1: float, q3: float, detail: str, repeats: int) -> dict:

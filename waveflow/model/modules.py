@@ -13,6 +13,10 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,19 +60,91 @@ class MelUpsampler(nn.Module):
         return x.squeeze(1)
 
 
-class _DilatedConvOnCPU(torch.autograd.Function):
-    """Causal dilated convolution whose input gradient is itself a forward convolution.
+@dataclass
+class CpuKernelChoice:
+    """Which of its own kernels a dilated :class:`CausalConv2d` trains with on the CPU.
 
-    oneDNN's backward-data kernel for a *dilated* 3x3 convolution runs at about 40 % of the CPU's
-    matmul peak, while its forward kernel for the same shapes reaches 80-100 % (measured on AMD
-    EPYC, torch 2.13; undilated kernels are fast both ways, so this path is used only when the
-    dilation exceeds 1). The input gradient of a correlation is the correlation of the output
-    gradient with the flipped, transposed kernel, so it can be computed by the fast forward
-    kernel: with causal padding ``(p_w, p_w, p_h, 0)`` on the input, it is
-    ``conv2d(pad(grad, (p_w, p_w, 0, p_h)), weight.transpose(0, 1).flip(2, 3))``. The weight and
-    bias gradients keep oneDNN's own backward-weights kernel. Same arithmetic, same FLOP count
-    (FlopCounterMode sees one forward convolution instead of the backward-data one), equal to the
-    plain path within float rounding (``tests/test_model.py``).
+    Both replace a oneDNN kernel that ran far below the CPU's matmul peak on a 2-vCPU AMD EPYC
+    (AVX2, torch 2.13); ``make bench`` times each against oneDNN's on the model's shapes ("CPU
+    kernel: ..." rows, :mod:`waveflow.cpu_kernels`), so a CPU family where one loses is seen at
+    once and the default can be switched. Read when a convolution runs forward, so a backward pass
+    uses the choice its forward pass was made under.
+    """
+
+    #: the input gradient as a forward convolution with the flipped kernel, not backward-data
+    input_grad_by_forward: bool = True
+    #: the weight gradient as one GEMM per kernel row over width-shifted copies, not backward-weights
+    weight_grad_by_taps: bool = True
+
+
+CPU_KERNELS = CpuKernelChoice()
+
+
+@contextmanager
+def cpu_kernel_choice(**choices: bool) -> Iterator[CpuKernelChoice]:
+    """Set fields of :data:`CPU_KERNELS` within the block (the bench rows and tests compare both sides)."""
+    old = replace(CPU_KERNELS)
+    for name, value in choices.items():
+        if not hasattr(old, name):
+            raise ValueError(f"cpu_kernel_choice: no kernel choice {name!r}; expected one of {list(vars(old))}")
+        setattr(CPU_KERNELS, name, value)
+    try:
+        yield CPU_KERNELS
+    finally:
+        for name, value in vars(old).items():
+            setattr(CPU_KERNELS, name, value)
+
+
+def weight_grad_by_taps(
+    grad: torch.Tensor, padded: torch.Tensor, kernel_size: tuple[int, int], dilation: tuple[int, int]
+) -> torch.Tensor:
+    """Weight gradient of ``conv2d(padded, weight, dilation=dilation)`` from its output gradient.
+
+    oneDNN's backward-weights kernel for *dilated* 3x3 convolutions ran at 67-90 GFLOP/s on the
+    2-vCPU AMD EPYC (matmul peak ~180), a third of a WF2 training step; its forward kernel on the
+    same shapes reaches 140-165. Here the ``k_w`` width taps of the padded input are copied side by
+    side once (``(B, k_w * C_in, padded rows * W)``, a copy as large as ``k_w`` inputs), after which
+    each kernel row ``i`` is one batched GEMM: the output gradient ``(C_out, rows * W)`` times the
+    copy's rows ``i * d_h ... i * d_h + rows`` (a contiguous slice, no copy), giving every
+    ``(output, input, tap)`` weight of that row at once. On WF2's shapes that ran at ~135 GFLOP/s
+    including the copy, and made a training step ~1.08x faster (``make bench``'s kernel row has the
+    paired figure). Same FLOPs as the convolution's weight gradient: ``2 B C_out C_in k_h k_w rows W``.
+    """
+    batch, c_out, rows, width = grad.shape
+    c_in, padded_rows = padded.shape[1], padded.shape[2]
+    k_h, k_w = kernel_size
+    d_h, d_w = dilation
+    taps = padded.new_empty(batch, k_w, c_in, padded_rows, width)
+    for j in range(k_w):
+        taps[:, j] = padded[..., j * d_w : j * d_w + width]
+    taps = taps.view(batch, k_w * c_in, padded_rows * width)
+    flat = grad.reshape(batch, c_out, rows * width)
+    per_row = grad.new_empty(k_h, batch, c_out, k_w * c_in)
+    for i in range(k_h):
+        start = i * d_h * width
+        torch.bmm(flat, taps[:, :, start : start + rows * width].transpose(1, 2), out=per_row[i])
+    return per_row.sum(1).view(k_h, c_out, k_w, c_in).permute(1, 3, 0, 2).contiguous()
+
+
+class _DilatedConvOnCPU(torch.autograd.Function):
+    """Causal dilated convolution whose gradients come from faster kernels than oneDNN's backward ones.
+
+    Input gradient (``CPU_KERNELS.input_grad_by_forward``): oneDNN's backward-data kernel for a
+    *dilated* 3x3 convolution runs at about 40 % of the CPU's matmul peak, while its forward
+    kernel for the same shapes reaches 80-100 % (measured on AMD EPYC, torch 2.13; undilated
+    kernels are fast both ways, so this path is used only when the dilation exceeds 1). The input
+    gradient of a correlation is the correlation of the output gradient with the flipped,
+    transposed kernel, so it can be computed by the fast forward kernel: with causal padding
+    ``(p_w, p_w, p_h, 0)`` on the input, it is
+    ``conv2d(pad(grad, (p_w, p_w, 0, p_h)), weight.transpose(0, 1).flip(2, 3))``.
+
+    Weight gradient (``CPU_KERNELS.weight_grad_by_taps``): GEMMs over width-shifted copies of the
+    input, see :func:`weight_grad_by_taps`. The bias gradient is the output gradient's sum.
+
+    Same arithmetic, same FLOP count (FlopCounterMode sees a forward convolution instead of the
+    backward-data one, and batched products instead of the backward-weights one), equal to the
+    plain path within float rounding (``tests/test_model.py``). A choice that is off falls back to
+    oneDNN's own backward kernel.
     """
 
     @staticmethod
@@ -76,6 +152,7 @@ class _DilatedConvOnCPU(torch.autograd.Function):
         padded = F.pad(x, (pad_w, pad_w, pad_h, 0))
         ctx.save_for_backward(padded, weight)
         ctx.dilation, ctx.pads, ctx.has_bias = dilation, (pad_w, pad_h), bias is not None
+        ctx.choice = replace(CPU_KERNELS)
         return F.conv2d(padded, weight, bias, dilation=dilation)
 
     @staticmethod
@@ -83,17 +160,28 @@ class _DilatedConvOnCPU(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad: torch.Tensor):  # type: ignore[override]
         padded, weight = ctx.saved_tensors
         pad_w, pad_h = ctx.pads
+        choice: CpuKernelChoice = ctx.choice
         grad = grad.contiguous()
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = ctx.has_bias and ctx.needs_input_grad[2]
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
+        if need_x and choice.input_grad_by_forward:
             flipped = weight.transpose(0, 1).flip(2, 3)
             grad_x = F.conv2d(F.pad(grad, (pad_w, pad_w, 0, pad_h)), flipped, dilation=ctx.dilation)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        if need_w and choice.weight_grad_by_taps:
+            grad_w = weight_grad_by_taps(grad, padded, tuple(weight.shape[2:]), ctx.dilation)
+            if need_b:
+                grad_b = grad.sum((0, 2, 3))
+        mask = [need_x and grad_x is None, need_w and grad_w is None, need_b and grad_b is None]
+        if any(mask):
             bias_sizes = [weight.shape[0]] if ctx.has_bias else None
-            mask = [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
-            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_p, library_w, library_b = torch.ops.aten.convolution_backward(
                 grad, padded, weight, bias_sizes, [1, 1], [0, 0], list(ctx.dilation), False, [0, 0], 1, mask
             )
+            if mask[0]:  # the padded input's gradient, less the padding
+                grad_x = grad_p[..., pad_h:, pad_w : grad_p.shape[-1] - pad_w]
+            grad_w = library_w if mask[1] else grad_w
+            grad_b = library_b if mask[2] else grad_b
         return grad_x, grad_w, grad_b, None, None, None
 
 
@@ -108,6 +196,8 @@ class CausalConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation_h: int, dilation_w: int) -> None:
+        if kernel_size % 2 != 1:  # a centred ('same') width needs an odd kernel
+            raise ValueError(f"CausalConv2d: kernel_size must be odd, got {kernel_size}")
         super().__init__(in_channels, out_channels, kernel_size, dilation=(dilation_h, dilation_w))
 
     @property

@@ -115,14 +115,24 @@ def fold_weight_norm(model: WaveFlow) -> WaveFlow:
     return folded
 
 
+def _output_halves(layer: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """``(res, res_bias, skip, skip_bias)``: the residual and skip halves of a layer's 1x1 output
+    conv, weights scaled by the gate's outer 2 (see :class:`_FastLayer`). The last layer has no
+    residual half (empty ``res``)."""
+    w_out = 2.0 * layer.res_skip.weight.detach().flatten(1).to(dtype)
+    b_out = layer.res_skip.bias.detach().to(dtype)[:, None]
+    split = 0 if layer.last else layer.channels
+    return w_out[:split], b_out[:split], w_out[split:], b_out[split:]
+
+
 class _FastLayer(nn.Module):
     """Folded weights of one residual layer as plain matrices for the row step.
 
     ``taps[t]`` (2r, k*r) multiplies the k buffered input rows (oldest first, stacked as channels)
     shifted by ``t * d_w`` columns in the width-padded ring; ``cond``/``cond_bias`` give this
-    layer's conditioning projection with the dilated conv's bias folded in; ``res``/``skip`` are
-    the two halves of the 1x1 output conv. Filter-half rows and the output conv are scaled by 2 so
-    that the gate needs no tanh (see ``__init__``).
+    layer's conditioning projection with the dilated conv's bias folded in; ``res`` is the residual
+    half of the 1x1 output conv (its skip half lives in the flow's stacked ``skip``). Filter-half rows
+    and the output conv are scaled by 2 so that the gate needs no tanh (see ``__init__``).
     """
 
     def __init__(self, layer: nn.Module, dtype: torch.dtype) -> None:
@@ -139,13 +149,9 @@ class _FastLayer(nn.Module):
         self.register_buffer("cond", (layer.cond.weight.detach().flatten(1) * scale).to(dtype).contiguous())
         bias = (layer.dilated.bias + layer.cond.bias).detach()[:, None] * scale
         self.register_buffer("cond_bias", bias.to(dtype).contiguous())
-        w_out = 2.0 * layer.res_skip.weight.detach().flatten(1).to(dtype)
-        b_out = layer.res_skip.bias.detach().to(dtype)[:, None]
-        split = 0 if layer.last else r  # the last layer has no residual half
-        self.register_buffer("res", w_out[:split].contiguous())
-        self.register_buffer("res_bias", b_out[:split].contiguous())
-        self.register_buffer("skip", w_out[split:].contiguous())
-        self.register_buffer("skip_bias", b_out[split:].contiguous())
+        res, res_bias, _, _ = _output_halves(layer, dtype)
+        self.register_buffer("res", res.contiguous())
+        self.register_buffer("res_bias", res_bias.contiguous())
         self.channels, self.kernel_size, self.last = r, k, layer.last
         self.dilation_h, self.dilation_w, self.pad_w = layer.dilation_h, layer.dilation_w, layer.pad_w
 
@@ -159,11 +165,12 @@ class _FastFlow(nn.Module):
         self.register_buffer("front", flow.front.weight.detach().reshape(r, 1).to(dtype).contiguous())
         self.register_buffer("front_bias", flow.front.bias.detach().reshape(r, 1).to(dtype).contiguous())
         self.layers = nn.ModuleList(_FastLayer(layer, dtype) for layer in flow.layers)
+        halves = [_output_halves(layer, dtype)[2:] for layer in flow.layers]
         # The skip biases of all layers are one constant: added once, by the stacked skip product.
-        self.register_buffer("skip_bias", sum(layer.skip_bias for layer in self.layers))
+        self.register_buffer("skip_bias", sum(bias for _, bias in halves).contiguous())
         # The skip halves side by side, (r, n_layers * r): a row's skip sum is one long-K product
         # over all its layers' gates instead of n_layers short-K ones (K = r) accumulated in place.
-        self.register_buffer("skip", torch.cat([layer.skip for layer in self.layers], dim=1).contiguous())
+        self.register_buffer("skip", torch.cat([weight for weight, _ in halves], dim=1).contiguous())
         self.register_buffer("out", flow.out.weight.detach().reshape(2, r).to(dtype).contiguous())
         self.register_buffer("out_bias", flow.out.bias.detach().reshape(2, 1).to(dtype).contiguous())
         self.channels = r

@@ -107,8 +107,10 @@ def weight_grad_by_taps(
     each kernel row ``i`` is one batched GEMM: the output gradient ``(C_out, rows * W)`` times the
     copy's rows ``i * d_h ... i * d_h + rows`` (a contiguous slice, no copy), giving every
     ``(output, input, tap)`` weight of that row at once. On WF2's shapes that ran at ~135 GFLOP/s
-    including the copy, and made a training step ~1.08x faster (``make bench``'s kernel row has the
-    paired figure). Same FLOPs as the convolution's weight gradient: ``2 B C_out C_in k_h k_w rows W``.
+    including the copy with warm caches, 99-112 with the cache flushed between calls (oneDNN: 62-67
+    then), and made whole WF2 training steps 1.045-1.086x faster (three runs of 8-12 interleaved
+    pairs). ``make bench``'s "weight gradient as width-tap GEMMs" row times it on this machine. Same
+    FLOPs as the convolution's weight gradient: ``2 B C_out C_in k_h k_w rows W``.
     """
     batch, c_out, rows, width = grad.shape
     c_in, padded_rows = padded.shape[1], padded.shape[2]

@@ -109,8 +109,9 @@ def weight_grad_by_taps(
     ``(output, input, tap)`` weight of that row at once. On WF2's shapes that ran at ~135 GFLOP/s
     including the copy with warm caches, 99-112 with the cache flushed between calls (oneDNN: 62-67
     then), and made whole WF2 training steps 1.045-1.086x faster (three runs of 8-12 interleaved
-    pairs; WF4's, r = 128, 1.034x over 4 pairs). ``make bench``'s "weight gradient as width-tap GEMMs" row times it on this machine. Same
-    FLOPs as the convolution's weight gradient: ``2 B C_out C_in k_h k_w rows W``.
+    pairs; WF4's, r = 128, 1.034x over 4 pairs). ``make bench``'s "weight gradient as width-tap
+    GEMMs" row times it on this machine. Same FLOPs as the convolution's weight gradient:
+    ``2 B C_out C_in k_h k_w rows W``.
     """
     batch, c_out, rows, width = grad.shape
     c_in, padded_rows = padded.shape[1], padded.shape[2]

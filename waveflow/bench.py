@@ -177,8 +177,9 @@ def training_vs_peak(
     these shapes and worth +5-10 % of the step. The dilated weight gradient as one batched GEMM per
     kernel row over width-shifted copies of the input (:func:`waveflow.model.modules.weight_grad_by_taps`,
     N = 3 x 64 instead of 64 per tap): ~135 GFLOP/s including the copy against oneDNN's 67-90 when
-    timed alone, 1.22x a layer's forward + backward, and 1.086x a whole WF2 training step (median of
-    10 interleaved pairs, interquartile 1.03-1.17; 1.077 in a second run of 8).
+    timed alone, 1.00-1.22x a layer's forward + backward (``make bench``'s row, which includes the
+    unchanged forward and input gradient), and 1.045-1.086x a whole WF2 training step (medians of
+    three runs of 8-12 interleaved pairs; 1.034x on WF4).
 
     Measured and not adopted: channels-last (NHWC) tensors (oneDNN's NHWC forward kernel is faster,
     140 against 93 GFLOP/s at dilation (2, 16), but its weight-gradient kernel slower, 60 against
@@ -196,10 +197,10 @@ def training_vs_peak(
     weight-gradient GEMMs at ~0.6-0.75 of peak, and the K = 64/80 GEMMs of the 1x1 products at
     ~0.6-0.7.
 
-    Besides the peak (the best 0.1-s product), the step is compared with the matmul throughput
-    sustained over a window as long as the step (:func:`sustained_matmul_gflops`): the best single
-    product runs ~1.2x the 10-s average on the shared VM, so the two ratios bracket how close a step
-    lasting seconds is to the machine's limit.
+    Besides the run's peak (the best sample of the run, :class:`PeakRatio`), the step is compared
+    with the matmul throughput sustained over a window as long as the step
+    (:func:`sustained_matmul_gflops`): the best single product runs ~1.2x the 10-s average on the
+    shared VM, so the two ratios bracket how close a step lasting seconds is to the machine's limit.
     """
     cfg = get_config(config)
     work = training_workload(cfg, batch, segment)

@@ -135,7 +135,7 @@ class _FastLayer(nn.Module):
     and the output conv are scaled by 2 so that the gate needs no tanh (see ``__init__``).
     """
 
-    def __init__(self, layer: nn.Module, dtype: torch.dtype) -> None:
+    def __init__(self, layer: nn.Module, dtype: torch.dtype, residual: tuple[torch.Tensor, torch.Tensor]) -> None:
         super().__init__()
         k, r = layer.kernel_size, layer.channels
         # The gate tanh(a) * sigmoid(b) = 2 (sigmoid(2a) - 1/2) sigmoid(b): one sigmoid over the whole
@@ -149,7 +149,7 @@ class _FastLayer(nn.Module):
         self.register_buffer("cond", (layer.cond.weight.detach().flatten(1) * scale).to(dtype).contiguous())
         bias = (layer.dilated.bias + layer.cond.bias).detach()[:, None] * scale
         self.register_buffer("cond_bias", bias.to(dtype).contiguous())
-        res, res_bias, _, _ = _output_halves(layer, dtype)
+        res, res_bias = residual  # from _output_halves, which the flow calls once per layer
         self.register_buffer("res", res.contiguous())
         self.register_buffer("res_bias", res_bias.contiguous())
         self.channels, self.kernel_size, self.last = r, k, layer.last
@@ -164,13 +164,13 @@ class _FastFlow(nn.Module):
         r = flow.front.weight.shape[0]
         self.register_buffer("front", flow.front.weight.detach().reshape(r, 1).to(dtype).contiguous())
         self.register_buffer("front_bias", flow.front.bias.detach().reshape(r, 1).to(dtype).contiguous())
-        self.layers = nn.ModuleList(_FastLayer(layer, dtype) for layer in flow.layers)
-        halves = [_output_halves(layer, dtype)[2:] for layer in flow.layers]
+        halves = [_output_halves(layer, dtype) for layer in flow.layers]
+        self.layers = nn.ModuleList(_FastLayer(layer, dtype, half[:2]) for layer, half in zip(flow.layers, halves))
         # The skip biases of all layers are one constant: added once, by the stacked skip product.
-        self.register_buffer("skip_bias", sum(bias for _, bias in halves).contiguous())
+        self.register_buffer("skip_bias", sum(half[3] for half in halves).contiguous())
         # The skip halves side by side, (r, n_layers * r): a row's skip sum is one long-K product
         # over all its layers' gates instead of n_layers short-K ones (K = r) accumulated in place.
-        self.register_buffer("skip", torch.cat([weight for weight, _ in halves], dim=1).contiguous())
+        self.register_buffer("skip", torch.cat([half[2] for half in halves], dim=1).contiguous())
         self.register_buffer("out", flow.out.weight.detach().reshape(2, r).to(dtype).contiguous())
         self.register_buffer("out_bias", flow.out.bias.detach().reshape(2, 1).to(dtype).contiguous())
         self.channels = r

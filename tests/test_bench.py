@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 
-from waveflow import WaveFlowConfig, bench
+from waveflow import WaveFlowConfig
 from waveflow.cli import main
+from waveflow.perf import bench
 
 
 def test_sustained_matmul_runs_back_to_back_for_its_window():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from waveflow import WaveFlowConfig, bench, breakdown
+from waveflow import WaveFlowConfig
 from waveflow.cli import main
+from waveflow.perf import bench, breakdown
 
 TINY = WaveFlowConfig(n_height=8, res_channels=8, n_flows=2, n_layers=2, permutation="reverse")
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from waveflow import WaveFlowConfig
-from waveflow.cpu_kernels import forward_backward_seconds, kernel_choice_rows, paired_speedup, with_library_kernel
 from waveflow.model.modules import CPU_KERNELS, CausalConv2d, CpuKernelChoice, PointwiseConv2d
+from waveflow.perf.cpu_kernels import forward_backward_seconds, kernel_choice_rows, paired_speedup, with_library_kernel
 
 
 def test_paired_speedup_says_which_side_is_slower():

@@ -21,13 +21,13 @@ import time
 import pytest
 import torch
 
-from waveflow import distributed as wd
 from waveflow.energy import EnergyMeter, RankEnergy, append_record, merge_records, read_records
 from waveflow.energy.merge import DEVICE_COLUMNS, append_devices
 from waveflow.energy.record import ComponentEnergy, EnergyRecord
 from waveflow.model import load_checkpoint, read_checkpoint
 from waveflow.paths import ROOT
 from waveflow.train import TrainConfig, add_arguments, config_from_args, read_metrics, train, world_size_warning
+from waveflow.train import distributed as wd
 
 #: A tiny model with the real structure (WF1, h=8) and a tiny crop: the launches take seconds.
 TRAIN_ARGS = ["--config", "WF1", "--res-channels", "8", "--n-flows", "2", "--n-layers", "2"]

@@ -8,7 +8,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from waveflow import energy_to_quality as e2q
+from waveflow.experiments import energy_to_quality as e2q
 from waveflow.paths import LJSPEECH_MINI
 
 TINY = {"res_channels": 8, "n_flows": 2, "n_layers": 2}

@@ -9,7 +9,7 @@ from conftest import tiny_config
 
 from waveflow.audio import HOP_LENGTH, SAMPLE_RATE
 from waveflow.cli import main
-from waveflow.flops import COUNT_SAMPLES, aten_flops, aten_training_flops, count, thop_macs, thop_rules
+from waveflow.measures.flops import COUNT_SAMPLES, aten_flops, aten_training_flops, count, thop_macs, thop_rules
 from waveflow.model import PAPER_CONFIGS, FastSynthesizer, WaveFlow
 
 

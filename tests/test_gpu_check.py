@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from waveflow import gpu_check as gc
 from waveflow.cli import main
+from waveflow.perf import gpu_check as gc
 
 
 def settings(tmp_path) -> gc.Settings:

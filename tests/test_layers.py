@@ -3,12 +3,13 @@
 Layers, top to bottom; imports may only point down (README, "How the code is organised")::
 
     shell       waveflow.cli, waveflow.pipeline, waveflow.report, waveflow.__main__
-    workflows   experiments, bench  >  train  >  quality, flops
+    workflows   perf/  >  experiments/  >  train/  >  measures/
     domains     model/ | data/ | energy/ | analysis/ | zoo/    never each other
     shared      audio, devices  >  paths, files
 
+A workflow package imports its own modules freely, and only packages of a lower rank beside them.
 Extra rules: ``energy/`` imports no torch at module level and no matplotlib; ``analysis/`` imports no
-torch at all; only ``analysis/figures.py`` and ``analysis/plotting.py`` import matplotlib or seaborn;
+torch at all; only ``analysis/figures`` and ``analysis/plotting.py`` import matplotlib or seaborn;
 sub-package faces (``__init__.py``) only re-export; and there is no import cycle, counting imports
 made inside functions. The same checker runs on a synthetic package with a forbidden import planted
 in it, so a broken rule is shown to fail.
@@ -25,19 +26,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
 SHELL = {"cli", "pipeline", "report", "__main__"}
-#: workflow -> rank; a workflow may import workflows of a strictly lower rank
-WORKFLOWS = {"gpu_check": 4, "experiments": 3, "bench": 3, "train": 2, "distributed": 1, "quality": 1, "flops": 1}
-WORKFLOWS["zoo_energy"] = 3  # Table 1 models measured on this machine
-WORKFLOWS["energy_to_quality"] = 3  # held-out NLL against training joules, every configuration
-WORKFLOWS["breakdown"] = 2  # per-op profiles, which bench --breakdown writes
-WORKFLOWS["cpu_kernels"] = 2  # the model's CPU kernel choices against oneDNN's, for bench
-WORKFLOWS["overhead"] = 1  # the meter's cost on the work it measures, for bench
-WORKFLOWS["workloads"] = 1  # the mel and the training step that bench times and breakdown profiles
+#: workflow package -> rank; a workflow may import workflows of a strictly lower rank
+WORKFLOWS = {
+    "perf": 4,  # benchmarks, per-op profiles, the meter's overhead, the GPU check
+    "experiments": 3,  # the paper's measurements: E_train, E_gen, the Table 1 models, energy to quality
+    "train": 2,  # the training loop and its DDP driver
+    "measures": 1,  # quality measures and FLOP counts, which training marks and experiments both use
+}
 DOMAINS = {"model", "data", "energy", "analysis", "zoo"}
 #: shared module -> rank; a shared module may import shared modules of a strictly lower rank
 SHARED = {"audio": 2, "devices": 2, "paths": 1, "files": 1}
-PLOTTING_MODULES = {"waveflow.analysis.figures", "waveflow.analysis.plotting"}
+PLOTTING_MODULES = ("waveflow.analysis.figures", "waveflow.analysis.plotting")
 PLOTTING_LIBRARIES = {"matplotlib", "seaborn"}
+
+
+def _plots(name: str) -> bool:
+    """Whether a module may import a plotting library: the figure modules and the plot helper."""
+    return any(name == m or name.startswith(f"{m}.") for m in PLOTTING_MODULES)
 
 
 def _module_name(root: Path, path: Path) -> str:
@@ -142,8 +147,8 @@ def check_package(root: Path) -> list[str]:
                     graph[name].add(target)
                     problems += _layer_problems(name, target, root.name, where)
                     continue
-                if first in PLOTTING_LIBRARIES and name not in PLOTTING_MODULES:
-                    problems.append(f"{where}: only analysis/figures.py and analysis/plotting.py may plot")
+                if first in PLOTTING_LIBRARIES and not _plots(name):
+                    problems.append(f"{where}: only analysis/figures and analysis/plotting.py may plot")
                 if layer == "domain" and unit == "energy" and first == "torch" and top:
                     problems.append(f"{where}: the energy layer must not import torch at module level")
                 if layer == "domain" and unit == "analysis" and first == "torch":
@@ -242,10 +247,11 @@ def _plant(path: Path, line: str, inside_function: bool = False) -> None:
     [
         ("energy/meter.py", "from ..model import WaveFlow", False, "may import only the shared layer"),
         ("energy/record.py", "import torch", False, "must not import torch at module level"),
-        ("energy/carbon.py", "import matplotlib.pyplot as plt", True, "only analysis/figures.py"),
+        ("energy/carbon.py", "import matplotlib.pyplot as plt", True, "only analysis/figures"),
         ("analysis/pareto.py", "import torch", True, "imports no torch"),
         ("model/flow.py", "from ..data import LJSpeech", True, "may import only the shared layer"),
-        ("quality.py", "from .train import train", True, "may only import lower workflows"),
+        ("measures/quality.py", "from ..train import train", True, "may only import lower workflows"),
+        ("train/loop.py", "from ..experiments import measure_training", True, "may only import lower workflows"),
         ("paths.py", "from .audio import HOP_LENGTH", True, "imports only lower shared modules"),
         ("train/loop.py", "from ..cli import main", True, "nothing below the shell"),
         ("energy/__init__.py", "print('side effect')", False, "a face only re-exports"),
@@ -272,3 +278,40 @@ def test_energy_meter_imports_no_torch_at_run_time():
     code = "import sys, waveflow.energy; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_folder_listing_shows_the_layers():
+    """Directly under ``waveflow/`` lie only the shared layer, the shell and the packages."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules <= SHELL | set(SHARED), sorted(modules - SHELL - set(SHARED))
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages == DOMAINS | set(WORKFLOWS), sorted(packages ^ (DOMAINS | set(WORKFLOWS)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("waveflow.quality", "waveflow.measures.quality"),
+        ("waveflow.flops", "waveflow.measures.flops"),
+        ("waveflow.bench", "waveflow.perf.bench"),
+        ("waveflow.gpu_check", "waveflow.perf.gpu_check"),
+        ("waveflow.zoo_energy", "waveflow.experiments.zoo_energy"),
+        ("waveflow.distributed", "waveflow.train.distributed"),
+    ],
+)
+def test_old_module_paths_still_import_as_the_same_module(old, new):
+    """Code written against the flat layout keeps working: the old path gives the very same module,
+    which keeps its own name and spec."""
+    import importlib
+
+    moved = importlib.import_module(old)
+    assert moved is importlib.import_module(new)
+    assert moved.__spec__.name == new
+
+
+def test_the_experiments_face_keeps_the_flat_module_names():
+    from waveflow import experiments
+    from waveflow.experiments import measure
+
+    for name in ("measure_inference", "measure_training", "batch_sweep", "SWEEP_NOISE", "PAPER_STEPS"):
+        assert getattr(experiments, name) is getattr(measure, name)

@@ -22,7 +22,7 @@ from waveflow.experiments import (
     measured_summary,
     rescale_schedule,
 )
-from waveflow.flops import count
+from waveflow.measures.flops import count
 from waveflow.paths import LJSPEECH_MINI
 from waveflow.train import read_metrics
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from waveflow import overhead
+from waveflow.perf import overhead
 
 
 def test_trimmed_mean_ignores_disturbed_pairs_and_brackets_the_centre():

@@ -1,4 +1,4 @@
-"""waveflow.quality: NLL, mel distances, predicted MOS, per-clip evaluation and the evaluate CLI."""
+"""waveflow.measures.quality: NLL, mel distances, predicted MOS, per-clip evaluation and the evaluate CLI."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import WaveFlow
 from waveflow.audio import HOP_LENGTH, N_MELS, load_wav, log_mel, save_wav
 from waveflow.data import assign_splits
-from waveflow.paths import LJSPEECH_MINI
-from waveflow.quality import (
+from waveflow.measures.quality import (
     MCD_SCALE,
     PRED_MOS_COLUMN,
     PRED_MOS_LABEL,
@@ -27,6 +26,7 @@ from waveflow.quality import (
     predicted_mos,
     summarize,
 )
+from waveflow.paths import LJSPEECH_MINI
 
 CLIP = LJSPEECH_MINI / "wavs" / "LJ001-0002.wav"
 

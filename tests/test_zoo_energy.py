@@ -17,10 +17,7 @@ import torch
 
 from waveflow.cli import main
 from waveflow.energy import read_records
-from waveflow.flops import count
-from waveflow.model import PAPER_CONFIGS, WaveFlow
-from waveflow.zoo import build, get_spec
-from waveflow.zoo_energy import (
+from waveflow.experiments.zoo_energy import (
     REPLICA_NOTE,
     ROW_COLUMNS,
     UTILISATION_LOW,
@@ -40,6 +37,9 @@ from waveflow.zoo_energy import (
     zoo_batch_sweep,
     zoo_rows,
 )
+from waveflow.measures.flops import count
+from waveflow.model import PAPER_CONFIGS, WaveFlow
+from waveflow.zoo import build, get_spec
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -272,7 +272,7 @@ def test_missing_fp32_column_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_a_stage_without_steps_leaves_the_total_unknown(monkeypatch):
     """SING sums its three stages; SampleRNN, with no published steps, stays NaN (not 0 FLOPs)."""
-    import waveflow.zoo_energy as ze
+    import waveflow.experiments.zoo_energy as ze
 
     monkeypatch.setattr(ze, "flops_per_step", lambda model, stage=None, batch=None: 1e13)  # skip the counting
     monkeypatch.setattr(ze, "flops_per_audio_second", lambda model: 1e9)

@@ -2,9 +2,9 @@
 
 The package is layered; imports only point down::
 
-    shell       cli, pipeline                        commands and the notebook runner
-    workflows   experiments, bench > train > quality, flops
-    domains     model/ | data/ | energy/ | analysis/  never import each other
+    shell       cli, pipeline, report                 commands, the notebook runner, the report page
+    workflows   perf/ > experiments/ > train/ > measures/
+    domains     model/ | data/ | energy/ | analysis/ | zoo/   never import each other
     shared      audio, devices > paths, files
 
 The model and its configurations are importable from the top level (``from waveflow import
@@ -15,6 +15,10 @@ needs no torch — does not pay for importing torch.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -43,6 +47,40 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .model import PAPER, PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config, synthesize
+
+
+#: module paths from before the workflows were grouped into packages -> where they live now
+MOVED = {
+    "waveflow.quality": "waveflow.measures.quality",
+    "waveflow.flops": "waveflow.measures.flops",
+    "waveflow.zoo_energy": "waveflow.experiments.zoo_energy",
+    "waveflow.energy_to_quality": "waveflow.experiments.energy_to_quality",
+    "waveflow.distributed": "waveflow.train.distributed",
+    **{
+        f"waveflow.{m}": f"waveflow.perf.{m}"
+        for m in ("bench", "breakdown", "overhead", "workloads", "cpu_kernels", "gpu_check")
+    },
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import waveflow.quality`` (and the other old paths in :data:`MOVED`) gives the module at its
+    new path, the same object, imported only when asked for."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
+
+    def create_module(self, spec: Any) -> ModuleType:
+        module = importlib.import_module(MOVED[spec.name])
+        self._spec = module.__spec__  # the import machinery stamps the alias's spec on the module
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__ = self._spec  # give the module its own spec back: reload and pickling use it
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 
 def __getattr__(name: str) -> Any:

@@ -37,13 +37,17 @@ COMMANDS: dict[str, Command] = {
         "waveflow.model.synthesis", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
     ),
     "evaluate": Command(
-        "waveflow.quality",
+        "waveflow.measures.quality",
         "add_evaluate_arguments",
         "run_evaluate",
         "quality measures (NLL, mel distances, predicted MOS) of checkpoints",
     ),
-    "flops": Command("waveflow.flops", "add_arguments", "run", "multiply-accumulates and FLOPs per second of audio"),
-    "zoo": Command("waveflow.zoo_energy", "add_arguments", "run", "Table 1 models: counted cost and reported schedule"),
+    "flops": Command(
+        "waveflow.measures.flops", "add_arguments", "run", "multiply-accumulates and FLOPs per second of audio"
+    ),
+    "zoo": Command(
+        "waveflow.experiments.zoo_energy", "add_arguments", "run", "Table 1 models: counted cost and reported schedule"
+    ),
     "energy": Command(
         "waveflow.energy.cli", "add_arguments", "run", "measure the energy of any command: energy -- CMD [ARGS...]"
     ),
@@ -57,10 +61,10 @@ COMMANDS: dict[str, Command] = {
         "check notebook sources carry no outputs",
     ),
     "bench": Command(
-        "waveflow.bench", "add_arguments", "run", "benchmarks: synthesis speed vs peak, metering overhead"
+        "waveflow.perf.bench", "add_arguments", "run", "benchmarks: synthesis speed vs peak, metering overhead"
     ),
     "gpu-check": Command(
-        "waveflow.gpu_check", "add_arguments", "run", "run every CUDA path once and record the numbers"
+        "waveflow.perf.gpu_check", "add_arguments", "run", "run every CUDA path once and record the numbers"
     ),
 }
 

@@ -613,7 +613,7 @@ def plot_zoo_costs(
 # ------------------------------------------------------------------------------------------------
 # energy to quality (notebook 06)
 def energy_to_quality_figure_data(marks: pd.DataFrame, profile: str, machine: str) -> pd.DataFrame:
-    """The plotted marks (``waveflow.energy_to_quality.COLUMNS``, one row per configuration and mark) with
+    """The plotted marks (``waveflow.experiments.energy_to_quality.COLUMNS``, one row per configuration and mark) with
     the profile and machine they came from, so a later run that overwrites the figure is visible in its CSV."""
     return marks.assign(profile=profile, machine=machine)
 

@@ -3,7 +3,7 @@
 A distributed run is metered piecewise, so that every device is read by exactly one process: each
 rank meters its own GPU, and local rank 0 of each node meters that node's CPU and DRAM. The ranks'
 :class:`~waveflow.energy.EnergyRecord` objects are then gathered on rank 0 (through the process
-group, by :mod:`waveflow.distributed`) and merged here into one run record: the total, and one
+group, by :mod:`waveflow.train.distributed`) and merged here into one run record: the total, and one
 row per device with the rank, node and method behind it.
 
 The merge is pure bookkeeping, free of torch and of any process group, so it can be tested with

@@ -66,7 +66,7 @@ class CpuKernelChoice:
 
     Both replace a oneDNN kernel that ran far below the CPU's matmul peak on a 2-vCPU AMD EPYC
     (AVX2, torch 2.13); ``make bench`` times each against oneDNN's on the model's shapes ("CPU
-    kernel: ..." rows, :mod:`waveflow.cpu_kernels`), so a CPU family where one loses is seen at
+    kernel: ..." rows, :mod:`waveflow.perf.cpu_kernels`), so a CPU family where one loses is seen at
     once and the default can be switched. Read when a convolution runs forward, so a backward pass
     uses the choice its forward pass was made under.
     """

@@ -22,7 +22,7 @@ A NaN or infinite loss or gradient stops the run before the optimiser touches th
 a :class:`TrainingDiverged` error naming the step; the last good checkpoint is left intact.
 
 Several GPUs or nodes: ``torchrun --nproc_per_node=N -m waveflow train ...`` trains with
-DistributedDataParallel (:mod:`waveflow.distributed`). ``batch_size`` stays the *global* batch:
+DistributedDataParallel (:mod:`waveflow.train.distributed`). ``batch_size`` stays the *global* batch:
 rank ``r`` of ``W`` trains on rows ``r*B/W .. (r+1)*B/W`` of the batch a single process would draw
 (:meth:`LJSpeech.batch` is a pure function of ``(seed, step)``), and DDP averages the gradients
 over these equal shares, so one step is the same step as a single process's on the global batch,

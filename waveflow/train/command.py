@@ -7,8 +7,8 @@ import argparse
 import math
 import sys
 
-from .. import distributed
 from ..model import get_config
+from . import distributed
 from .loop import train
 from .options import TrainConfig, TrainingDiverged, positive_number
 

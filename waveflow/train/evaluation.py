@@ -11,8 +11,8 @@ import torch
 
 from ..audio import whole_hops
 from ..data import LJSpeech
+from ..measures.quality import heldout_nll
 from ..model import WaveFlow
-from ..quality import heldout_nll
 from .metrics import append_metrics
 from .options import TrainConfig
 

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed
 from ..data import LJSpeech, validate_dataset
 from ..devices import use_deterministic_kernels
 from ..files import atomic_write
+from ..measures.quality import heldout_nll
 from ..model import WaveFlow, WaveFlowConfig, read_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..quality import heldout_nll
+from . import distributed
 from .evaluation import heldout_crops, validate
 from .metrics import append_metrics, last_checkpoint
 from .options import RESUME_MUST_MATCH, TrainConfig, TrainingDiverged, TrainResult

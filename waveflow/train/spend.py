@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from .. import distributed
 from ..energy import append_record, merge_records
 from ..energy.merge import MergedEnergy, append_devices
 from ..energy.rapl import mirrored_zones
+from . import distributed
 from .metrics import append_metrics
 from .options import TrainConfig
 

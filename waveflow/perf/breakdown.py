@@ -12,7 +12,7 @@ configuration and one WaveFlow training step, and writes, under ``build/results/
   convolutions, element-wise, copies and fills, other ops), plus the time outside every op
   (Python, dispatch and the profiler's own bookkeeping) and the wall time without the profiler.
 
-The breakdowns written into :mod:`waveflow.model.synthesis` and :func:`waveflow.bench.training_vs_peak`
+The breakdowns written into :mod:`waveflow.model.synthesis` and :func:`waveflow.perf.bench.training_vs_peak`
 come from these tables; on another machine (the other CPU family) this command gives its own.
 On a GPU, :func:`gpu_busy` gives the share of a synthesis the GPU spends in kernels, which
 ``make gpu-check`` reports for the eager and the CUDA-graph fast paths.
@@ -20,7 +20,7 @@ On a GPU, :func:`gpu_busy` gives the share of a synthesis the GPU spends in kern
 Caveats, since it is a profile and not a benchmark: the profiler adds a few microseconds to every
 op, so the profiled wall time exceeds the plain one (both are in ``breakdown.csv``) and the
 outside-op share is an upper bound; GEMM rates of single calls are as noisy as the machine; the
-matrix-product kind's rate uses the FLOPs :mod:`waveflow.flops` counts for the whole work (every
+matrix-product kind's rate uses the FLOPs :mod:`waveflow.measures.flops` counts for the whole work (every
 convolution and product, gradients included), so it reads as that kind's average throughput.
 """
 
@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from .analysis import save_table
-from .flops import count
-from .model import get_config
+from ..analysis import save_table
+from ..measures.flops import count
+from ..model import get_config
 from .workloads import synthesis_workload, training_workload
 
 #: Op kinds of the summary; an aten op not named here is "other ops". Names are matched after the
@@ -238,7 +238,7 @@ def by_op(table: pd.DataFrame) -> pd.DataFrame:
 def kind_summary(table: pd.DataFrame, wall_s: float, plain_s: float, flops: float) -> pd.DataFrame:
     """Time per kind, with what lies outside every op, from an :func:`op_table` of ``wall_s``.
 
-    ``plain_s`` is the same work's wall time without the profiler; ``flops`` what :mod:`waveflow.flops`
+    ``plain_s`` is the same work's wall time without the profiler; ``flops`` what :mod:`waveflow.measures.flops`
     counts for it, divided by the matrix-product time for that kind's ``gflop_s``.
     """
     by_kind = table.groupby("kind")[["self_s", "calls"]].sum() if len(table) else pd.DataFrame()

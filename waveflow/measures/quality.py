@@ -33,12 +33,12 @@ import numpy as np
 import scipy.fft
 import torch
 
-from .audio import SAMPLE_RATE, log_mel, whole_hops
-from .data import LJSpeech, Utterance
-from .devices import resolve_device
-from .files import atomic_write
-from .model import FastSynthesizer, load_checkpoint, synthesize
-from .paths import LJSPEECH_MINI
+from ..audio import SAMPLE_RATE, log_mel, whole_hops
+from ..data import LJSpeech, Utterance
+from ..devices import resolve_device
+from ..files import atomic_write
+from ..model import FastSynthesizer, load_checkpoint, synthesize
+from ..paths import LJSPEECH_MINI
 
 PRED_MOS_LABEL = "predicted MOS (DNSMOS P.808), not a listening test"
 PRED_MOS_COLUMN = "pred_mos_dnsmos_p808"  # every column holding a predicted MOS starts with this

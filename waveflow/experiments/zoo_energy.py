@@ -36,14 +36,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .analysis.sweep import mark_optimum
-from .data import DEFAULT_SEGMENT
-from .devices import resolve_device
-from .energy import J_PER_KWH, EnergyMeter, EnergyRecord, append_record, hardware
-from .flops import count as count_flops
-from .model import PAPER, parameter_count
-from .train import PAPER_BATCH, PAPER_STEPS
-from .zoo import (
+from ..analysis.sweep import mark_optimum
+from ..data import DEFAULT_SEGMENT
+from ..devices import resolve_device
+from ..energy import J_PER_KWH, EnergyMeter, EnergyRecord, append_record, hardware
+from ..measures.flops import count as count_flops
+from ..model import PAPER, parameter_count
+from ..train import PAPER_BATCH, PAPER_STEPS
+from ..zoo import (
     MODEL_NAMES,
     FloWaveNetConfig,
     SampleRNNConfig,
@@ -171,10 +171,10 @@ def zoo_row(name: str) -> dict[str, Any]:
 
 
 def reference_row() -> dict[str, Any]:
-    """WaveFlow WF2 counted by :func:`waveflow.flops.count`.
+    """WaveFlow WF2 counted by :func:`waveflow.measures.flops.count`.
 
     One ``training`` count gives both figures: its forward part is the density pass, whose
-    convolution work the cached synthesis repeats exactly (``waveflow.flops``; both are checked
+    convolution work the cached synthesis repeats exactly (``waveflow.measures.flops``; both are checked
     against the same closed form in ``tests/test_flops.py``), and it takes half the time of two counts.
     """
     config = PAPER[REFERENCE].config

@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .energy.readers import cpu_brand
-from .model import WaveFlowConfig, get_config
-from .paths import LJSPEECH_MINI, RUNS
-from .train import TrainConfig, read_metrics, train
+from ..energy.readers import cpu_brand
+from ..model import WaveFlowConfig, get_config
+from ..paths import LJSPEECH_MINI, RUNS
+from ..train import TrainConfig, read_metrics, train
 
 #: One row per quality mark, in this order (``build/results/energy_to_quality.csv``).
 COLUMNS = [

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel, samples_for
-from .model import FastSynthesizer, WaveFlow, WaveFlowConfig
+from ..audio import HOP_LENGTH, N_MELS, SAMPLE_RATE, log_mel, samples_for
+from ..model import FastSynthesizer, WaveFlow, WaveFlowConfig
 
 #: A typical log-mel level (natural log of magnitudes; silence sits at log(1e-5) = -11.5), so that the
 #: random benchmark mels exercise the conditioning like speech does.

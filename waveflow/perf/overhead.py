@@ -23,8 +23,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .energy import EnergyMeter
-from .energy.readers import DEFAULT_POLL_HZ
+from ..energy import EnergyMeter
+from ..energy.readers import DEFAULT_POLL_HZ
 
 OVERHEAD_TARGET = 0.01  # measuring energy may cost at most 1 % of the work measured
 TRIM = 0.2  # fraction cut from each end of the paired ratios before averaging

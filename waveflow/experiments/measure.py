@@ -26,16 +26,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import quality
-from .analysis.sweep import SWEEP_NOISE as SWEEP_NOISE  # re-exported: notebooks cite experiments.SWEEP_NOISE
-from .analysis.sweep import mark_optimum
-from .audio import HOP_LENGTH, SAMPLE_RATE, log_mel, samples_for, whole_hops
-from .data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
-from .devices import resolve_device
-from .energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
-from .flops import count as count_flops
-from .model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, parameter_count, synthesize
-from .train import PAPER_BATCH, PAPER_STEPS, TrainConfig, train
+from ..analysis.sweep import SWEEP_NOISE as SWEEP_NOISE  # re-exported: notebooks cite experiments.SWEEP_NOISE
+from ..analysis.sweep import mark_optimum
+from ..audio import HOP_LENGTH, SAMPLE_RATE, log_mel, samples_for, whole_hops
+from ..data import DEFAULT_SEGMENT, LJSpeech, validate_dataset
+from ..devices import resolve_device
+from ..energy import J_PER_KWH, J_PER_WH, CarbontrackerSession, EnergyMeter, EnergyRecord, append_record
+from ..measures import quality
+from ..measures.flops import count as count_flops
+from ..model import FastSynthesizer, WaveFlow, WaveFlowConfig, load_checkpoint, parameter_count, synthesize
+from ..train import PAPER_BATCH, PAPER_STEPS, TrainConfig, train
 
 #: 16,000-sample training crops, as in WaveFlow (Ping et al.) and its released code; Douwes et al.
 #: state the batch (8) but not the crop length.
@@ -505,7 +505,7 @@ def measure_quality(
     """Quality of one model on held-out clips: NLL, resynthesis distances and predicted MOS.
 
     Resynthesis uses the fast path; the predicted MOS is DNSMOS P.808 (``quality.PRED_MOS_LABEL``),
-    not a listening test. Returns the summary row of :func:`waveflow.quality.evaluate_model`.
+    not a listening test. Returns the summary row of :func:`waveflow.measures.quality.evaluate_model`.
     """
     rows = quality.evaluate_model(model, clips, synth_fn=synthesize, sigma=sigma, seed=seed, mos=mos)
     summary = quality.summarize(rows)

@@ -7,7 +7,7 @@ of each is the closest to the quiet machine, and a ratio of medians moved by +-2
 on the 2-vCPU VM when load came and went at the scale of seconds:
 
 * **synthesis vs arithmetic peak** -- the fast synthesis throughput (FLOPs counted by
-  :mod:`waveflow.flops` / wall time) divided by the machine's float32 matrix-multiply throughput
+  :mod:`waveflow.measures.flops` / wall time) divided by the machine's float32 matrix-multiply throughput
   measured in the same run (a large square ``torch.mm``, the best this backend does). That peak is
   the best of *all* the run's matmul samples, taken interleaved with each work, so every "/ peak"
   ratio has the same denominator as the run's ``matmul peak`` row: a sample that fell in a loaded
@@ -18,14 +18,14 @@ on the 2-vCPU VM when load came and went at the scale of seconds:
   and against the matmul throughput sustained over a window as long as the step (a ~12-s step sees
   the machine's average conditions, the best 0.1-s product its best moment);
 * **CPU kernel choices** -- the model's own CPU paths for 1x1 and dilated convolutions against
-  oneDNN's, forward + backward on the training shapes (:mod:`waveflow.cpu_kernels`): whether each
+  oneDNN's, forward + backward on the training shapes (:mod:`waveflow.perf.cpu_kernels`): whether each
   choice, made on AMD, still wins on this CPU;
 * **bf16 vs fp32 synthesis** -- where the hardware runs bfloat16 natively (else the row says why);
 * **fast vs reference synthesis** -- the speed-up of the cached row-by-row inverse over the
   reference ``WaveFlow.infer`` on the same mel and latent;
 * **metering overhead** -- how much a running :class:`~waveflow.energy.EnergyMeter` (with its
   power-sampling thread forced on by a simulated GPU) slows a WaveFlow training loop (target
-  <= 1 %), decided from amplified-sampler pairs (:mod:`waveflow.overhead`).
+  <= 1 %), decided from amplified-sampler pairs (:mod:`waveflow.perf.overhead`).
 
 Results are printed and written to ``build/results/bench.csv``.
 """
@@ -40,13 +40,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .analysis import save_table
-from .audio import HOP_LENGTH, log_mel
+from ..analysis import save_table
+from ..audio import HOP_LENGTH, log_mel
+from ..devices import bf16_support
+from ..measures.flops import count
+from ..model import FastSynthesizer, WaveFlow, get_config
 from .breakdown import by_op, write_breakdowns
 from .cpu_kernels import kernel_choice_rows
-from .devices import bf16_support
-from .flops import count
-from .model import FastSynthesizer, WaveFlow, get_config
 from .overhead import OVERHEAD_TARGET, measure_overhead
 from .workloads import SynthesisWorkload, benchmark_mel, synthesis_workload, training_workload
 
@@ -404,7 +404,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--breakdown",
         action="store_true",
         help="instead of the benchmarks, profile one synthesis per --config and one --train-config step and write "
-        "where the time goes per op and per kind (build/results/breakdown*.csv; waveflow.breakdown)",
+        "where the time goes per op and per kind (build/results/breakdown*.csv; waveflow.perf.breakdown)",
     )
 
 
@@ -442,7 +442,7 @@ BREAKDOWN_TOP_OPS = 6  # op rows printed per profiled work (the CSVs hold them a
 def _print_breakdowns(
     configs: tuple[str, ...], train_config: str | None, seconds: float, batch: int, segment: int
 ) -> int:
-    """``bench --breakdown``: :func:`waveflow.breakdown.write_breakdowns` against this run's matmul peak."""
+    """``bench --breakdown``: :func:`waveflow.perf.breakdown.write_breakdowns` against this run's matmul peak."""
     peak = max(matmul_gflops() for _ in range(3))
     summary, tables = write_breakdowns(configs, train_config, seconds, batch, segment, peak_gflop_s=peak)
     print(f"matmul peak {peak:.0f} GFLOP/s (best of 3)")

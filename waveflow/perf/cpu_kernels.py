@@ -29,8 +29,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .model import WaveFlowConfig
-from .model.modules import CausalConv2d, PointwiseConv2d, cpu_kernel_choice
+from ..model import WaveFlowConfig
+from ..model.modules import CausalConv2d, PointwiseConv2d, cpu_kernel_choice
 
 
 def forward_backward_seconds(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> float:

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .devices import resolve_device
-from .energy import CarbontrackerSession, EnergyMeter, RankEnergy
-from .energy import readers as energy_readers
+from ..devices import resolve_device
+from ..energy import CarbontrackerSession, EnergyMeter, RankEnergy
+from ..energy import readers as energy_readers
 
 #: Seconds a collective (or the forming of the group) may wait for the other ranks before the job
 #: fails. Rank 0 validates and writes checkpoints while the others wait, so both must fit in it.

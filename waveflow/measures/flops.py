@@ -40,8 +40,8 @@ from thop.vision.basic_hooks import count_convNd
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .audio import HOP_LENGTH, SAMPLE_RATE
-from .model import PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config
+from ..audio import HOP_LENGTH, SAMPLE_RATE
+from ..model import PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config
 
 COUNT_SAMPLES = HOP_LENGTH * 86  # 22,016 samples, about one second
 DIRECTIONS = ("density", "synthesis", "training")

@@ -1,0 +1,29 @@
+"""Measures of a model that do not depend on how it was trained: audio quality and counted FLOPs.
+
+Both the training loop (held-out NLL at quality marks) and the paper's experiments use them, so
+they sit below both: :mod:`~waveflow.measures.quality` (held-out NLL, log-mel L1, mel-cepstral
+distortion, predicted MOS, the ``evaluate`` command) and :mod:`~waveflow.measures.flops` (FLOPs
+counted on the aten ops, cross-checked with thop, and the ``flops`` command).
+"""
+
+from .flops import FlopCount, aten_flops, count, flops_table, thop_macs
+from .quality import (
+    evaluate_model,
+    heldout_nll,
+    log_mel_l1,
+    mel_cepstral_distortion,
+    predicted_mos,
+)
+
+__all__ = [
+    "FlopCount",
+    "aten_flops",
+    "count",
+    "evaluate_model",
+    "flops_table",
+    "heldout_nll",
+    "log_mel_l1",
+    "mel_cepstral_distortion",
+    "predicted_mos",
+    "thop_macs",
+]

@@ -1,0 +1,39 @@
+"""What every metered E_train and E_gen row shares: the energy interval with PUE, the columns that
+say how the energy was obtained and on which hardware, and the append to the energy log.
+
+:mod:`~waveflow.experiments.measure` (training) and :mod:`~waveflow.experiments.inference`
+(synthesis) both build their rows from these, so the two tables carry the same energy columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..energy import EnergyRecord, append_record
+
+
+def bounds(record: EnergyRecord) -> tuple[float, float]:
+    """``(low, high)`` joules of a record with PUE: the interval of its estimated components."""
+    return record.energy_j_low * record.pue, record.energy_j_high * record.pue
+
+
+def log_record(record: EnergyRecord, log: bool | str | Path) -> None:
+    """Append to the energy log: True = the default ``build/results/energy_log.csv``, False = not at all."""
+    if log is not False:
+        append_record(record, None if log is True else log)
+
+
+def energy_columns(record: EnergyRecord, low: float, high: float) -> dict[str, Any]:
+    """The columns every E_train and E_gen row shares: energy with PUE and its interval, how it was
+    obtained, what it covers, and on which hardware."""
+    return {
+        "energy_j": record.energy_j,
+        "pue": record.pue,
+        "energy_j_pue": record.energy_j_pue,
+        "energy_j_pue_low": low,
+        "energy_j_pue_high": high,
+        "energy_method": record.methods_label(),
+        "energy_scope": record.scope(),
+        "hardware": record.hardware_label(),
+    }

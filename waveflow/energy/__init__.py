@@ -2,27 +2,17 @@
 
 Free of torch, the model and the data: point :class:`EnergyMeter` at any block of code, or run
 ``python -m waveflow energy -- CMD``. Readers (RAPL, NVML, the CPU estimate) live in
-:mod:`~waveflow.energy.readers`, the record and its CSV log in :mod:`~waveflow.energy.record`,
-grid intensities and PUE in :mod:`~waveflow.energy.carbon`, GPU TDPs and Table 1 in
+:mod:`~waveflow.energy.readers`, the record in :mod:`~waveflow.energy.record`, its CSV log in
+:mod:`~waveflow.energy.log`, grid intensities and PUE in :mod:`~waveflow.energy.carbon`, GPU TDPs and Table 1 in
 :mod:`~waveflow.energy.hardware`, and the paper's tool in :mod:`~waveflow.energy.carbontracking`.
 """
 
 from .carbontracking import CarbontrackerResult, CarbontrackerSession
+from .log import DEFAULT_LOG, RECORD_COLUMNS, append_record, read_records
 from .merge import MergedEnergy, RankEnergy, merge_records  # noqa: F401  (public; see merge.py)
 from .meter import EnergyMeter
 from .readers import EnergyReader
-from .record import (
-    DEFAULT_LOG,
-    J_PER_KWH,
-    J_PER_WH,
-    RECORD_COLUMNS,
-    ComponentEnergy,
-    EnergyRecord,
-    Interval,
-    append_record,
-    read_records,
-    summary,
-)
+from .record import J_PER_KWH, J_PER_WH, ComponentEnergy, EnergyRecord, Interval, summary
 
 __all__ = [
     "DEFAULT_LOG",

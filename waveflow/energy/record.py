@@ -1,27 +1,40 @@
-"""Energy records and the tidy CSV log they append to (one row per measured block).
+"""Energy records: what one measured block used, per component, and the text that describes it.
 
-:class:`EnergyRecord` is what :class:`waveflow.energy.EnergyMeter` returns; :func:`append_record`
-writes it as one row of :data:`RECORD_COLUMNS` (stable, so notebooks can rely on them) and
-:func:`read_records` loads the log as a DataFrame. Everything that formats a record lives here
-too: the text :func:`summary`, and the method and hardware labels that results tables carry.
+:class:`EnergyRecord` is what :class:`waveflow.energy.EnergyMeter` returns; it writes itself as one
+row of the energy log's :data:`RECORD_COLUMNS` (the log, :func:`append_record` and
+:func:`read_records`, lives in :mod:`~waveflow.energy.log` and is importable from here too).
+Everything that formats a record lives here: the text :func:`summary`, and the method and hardware
+labels that results tables carry.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import functools
 import json
 import math
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..paths import RESULTS, ROOT
+from ..paths import ROOT
+from .log import DEFAULT_LOG, RECORD_COLUMNS, append_record, read_records
 
-DEFAULT_LOG = RESULTS / "energy_log.csv"
+__all__ = [
+    "DEFAULT_LOG",
+    "J_PER_KWH",
+    "J_PER_WH",
+    "KINDS",
+    "RECORD_COLUMNS",
+    "WALL",
+    "ComponentEnergy",
+    "EnergyRecord",
+    "Interval",
+    "append_record",
+    "git_commit",
+    "read_records",
+    "summary",
+]
+
 #: Joules in a kilowatt-hour: the one conversion factor between the meter's J and the paper's kWh/Wh.
 J_PER_KWH = 3.6e6
 J_PER_WH = 3.6e3
@@ -30,88 +43,6 @@ J_PER_WH = 3.6e3
 #: wall meter measures the same energy from the socket), never added to the total.
 KINDS = ("gpu", "cpu", "dram")
 WALL = "wall"
-
-#: Columns of the energy log, in order; one row per measured block. Joules are without PUE.
-#: ``<kind>_j`` is the reported (middle) figure; ``<kind>_j_low``/``_high`` bound it when the
-#: component is estimated and are empty for a measurement; ``<kind>_scope`` says what it covers.
-RECORD_COLUMNS: tuple[str, ...] = (
-    "timestamp",
-    "label",
-    "hostname",
-    "git_commit",
-    "command",
-    "exit_code",
-    "wall_s",
-    "gpu_j",
-    "gpu_j_low",
-    "gpu_j_high",
-    "gpu_method",
-    "gpu_scope",
-    "gpu_devices",
-    "cpu_j",
-    "cpu_j_low",
-    "cpu_j_high",
-    "cpu_method",
-    "cpu_scope",
-    "cpu_device",
-    "cpu_tdp_w",
-    "cpu_tdp_match",
-    "cpu_w_per_thread",
-    "cpu_threads",
-    "cpu_utilisation",
-    "dram_j",
-    "dram_j_low",
-    "dram_j_high",
-    "dram_method",
-    "dram_scope",
-    "energy_j",
-    "energy_j_low",
-    "energy_j_high",
-    "wall_j",
-    "wall_method",
-    "wall_scope",
-    "wall_device",
-    "wall_ratio",
-    "idle_baseline_s",
-    "idle_w",
-    "dynamic_j",
-    "pue",
-    "pue_name",
-    "energy_j_pue",
-    "energy_kwh_pue",
-    "intensity_g_per_kwh",
-    "intensity_code",
-    "intensity_source",
-    "co2e_g",
-    "sections",
-    "notes",
-)
-_TEXT_COLUMNS = frozenset(
-    (
-        "timestamp",
-        "label",
-        "hostname",
-        "git_commit",
-        "command",
-        "gpu_method",
-        "gpu_scope",
-        "gpu_devices",
-        "cpu_method",
-        "cpu_scope",
-        "cpu_device",
-        "cpu_tdp_match",
-        "dram_method",
-        "dram_scope",
-        "wall_method",
-        "wall_scope",
-        "wall_device",
-        "pue_name",
-        "intensity_code",
-        "intensity_source",
-        "sections",
-        "notes",
-    )
-)
 
 
 @dataclass
@@ -435,70 +366,3 @@ def git_commit(short: bool = False, dirty: bool = False) -> str:
         return commit
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-# ------------------------------------------------------------------------------------------
-# the log
-def append_record(record: EnergyRecord, path: str | Path | None = None) -> Path:
-    """Append one row to the CSV log (header written once, when the file is new or empty).
-
-    Appends are locked (``fcntl.flock``) so parallel runs never interleave rows. A file whose
-    header differs from :data:`RECORD_COLUMNS` (a log written by an older version, or another CSV)
-    raises ``ValueError`` with a one-line message saying how to start a new log; nothing is written
-    to it, so old rows are never mixed with rows of another layout or overwritten.
-    """
-    path = Path(path) if path is not None else DEFAULT_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", newline="", encoding="utf-8") as f:
-        with _locked(f):
-            f.seek(0)
-            header = f.readline().rstrip("\r\n")
-            if header and header != ",".join(RECORD_COLUMNS):
-                raise ValueError(_refusal(path, header))
-            f.seek(0, 2)
-            writer = csv.DictWriter(f, fieldnames=RECORD_COLUMNS)
-            if not header:
-                writer.writeheader()
-            writer.writerow(record.row())
-    return path
-
-
-def _refusal(path: Path, header: str) -> str:
-    """One line: why ``path`` is refused and how to start a new log without losing it."""
-    theirs = header.split(",")
-    if theirs[:2] == list(RECORD_COLUMNS[:2]):
-        n_new = len(RECORD_COLUMNS)
-        what = f"an energy log with an older column layout ({len(theirs)} columns, this version writes {n_new})"
-    else:
-        what = f"not an energy log of this version (header starts {','.join(theirs[:3])!r})"
-    return (
-        f"append_record: {path} is {what}; nothing was written to it. Start a new log: move it aside "
-        f"(mv {path} {path}.old) or pass another path (log=... / --log PATH)"
-    )
-
-
-@contextlib.contextmanager
-def _locked(f: Any) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory lock
-        yield
-        return
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def read_records(path: str | Path | None = None):
-    """The energy log as a pandas DataFrame with :data:`RECORD_COLUMNS` (FileNotFoundError if absent)."""
-    import pandas as pd
-
-    path = Path(path) if path is not None else DEFAULT_LOG
-    if not path.exists():
-        raise FileNotFoundError(f"read_records: no energy log at {path}")
-    # Text columns keep '' (e.g. no GPU method); numeric columns read '' as NaN (e.g. no GPU joules).
-    text = {c: str for c in RECORD_COLUMNS if c in _TEXT_COLUMNS}
-    numeric = {c: ["", "nan", "NaN"] for c in RECORD_COLUMNS if c not in text}
-    return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=numeric)

@@ -218,7 +218,23 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
     by_rank = {p.rank: p for p in present}
     missing = [r for r in range(world_size) if r not in by_rank or (by_rank[r].record is None and by_rank[r].measures)]
     recorded = [p for p in present if p.record is not None]
+    devices, components, duplicates, counted_kinds = _count_devices(recorded)
+    nodes = sorted({p.node for p in present})
+    notes = _run_notes(present, recorded, by_rank, missing, duplicates, world_size, len(nodes))
+    record = _merged_record(label, present, recorded, components, counted_kinds, notes)
+    return MergedEnergy(record, devices, world_size, len(nodes), missing, duplicates)
 
+
+def _count_devices(
+    recorded: list[RankEnergy],
+) -> tuple[list[DeviceEnergy], list[ComponentEnergy], list[str], dict[int, set[str]]]:
+    """Every rank's readings, each physical device (:func:`device_key`) counted once, by the lowest
+    rank that read it.
+
+    Returns ``(devices, components, duplicates, counted_kinds)``: the device table (duplicates
+    included, marked not counted), the counted components (device names tagged with node and rank),
+    one line per duplicate reading, and for each rank the kinds in which it had a counted device.
+    """
     devices: list[DeviceEnergy] = []
     components: list[ComponentEnergy] = []
     first_reader: dict[tuple[Any, ...], int] = {}
@@ -245,10 +261,22 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
                     p.rank, p.node, p.local_rank, p.hostname, c.kind, c.device, c.joules, c.method, counted, note
                 )
             )
+    return devices, components, duplicates, counted_kinds
 
-    nodes = sorted({p.node for p in present})
+
+def _run_notes(
+    present: list[RankEnergy],
+    recorded: list[RankEnergy],
+    by_rank: dict[int, RankEnergy],
+    missing: list[int],
+    duplicates: list[str],
+    world_size: int,
+    n_nodes: int,
+) -> list[str]:
+    """The merged record's notes: how the run was metered, the missing ranks, GPUs that were to be
+    read and were not, duplicate readings, Carbontracker's per-node figures and the ranks' own notes."""
     notes = [
-        f"merged over {world_size} rank(s) on {len(nodes)} node(s), {len(recorded)} with devices to meter: each "
+        f"merged over {world_size} rank(s) on {n_nodes} node(s), {len(recorded)} with devices to meter: each "
         "rank metered its own GPU, local rank 0 of each node its CPU and DRAM"
     ]
     for r in missing:
@@ -262,7 +290,20 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
     notes += [f"duplicate reading left out: {d}" for d in duplicates]
     notes += _carbontracker_notes(present)
     notes += _merged_notes(recorded)
+    return notes
 
+
+def _merged_record(
+    label: str,
+    present: list[RankEnergy],
+    recorded: list[RankEnergy],
+    components: list[ComponentEnergy],
+    counted_kinds: dict[int, set[str]],
+    notes: list[str],
+) -> EnergyRecord:
+    """The run's record over the counted ``components``, with the lowest recorded rank's conversion
+    factors and provenance; ``notes`` gains a line when the ranks' factors differ and one when the
+    CPU utilisation is a mean over nodes."""
     base = recorded[0].record if recorded else None
     if base is not None:
         factors = {(p.record.pue, p.record.intensity_g_per_kwh) for p in recorded}
@@ -272,7 +313,7 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
     utilisations = [r.cpu_utilisation for r in cpu_parts if not math.isnan(r.cpu_utilisation)]
     if len(utilisations) > 1:
         notes.append(f"cpu_utilisation is the mean over {len(utilisations)} node(s)")
-    record = EnergyRecord(
+    return EnergyRecord(
         label=label or (base.label if base else ""),
         timestamp=min((p.record.timestamp for p in recorded), default=""),
         wall_s=max((p.record.wall_s for p in recorded), default=0.0),
@@ -294,7 +335,6 @@ def merge_records(parts: Iterable[RankEnergy | None], world_size: int, label: st
         command=base.command if base else "",
         exit_code=base.exit_code if base else None,
     )
-    return MergedEnergy(record, devices, world_size, len(nodes), missing, duplicates)
 
 
 def append_devices(merged: MergedEnergy, path: str | Path) -> Path:

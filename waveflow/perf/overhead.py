@@ -175,69 +175,17 @@ def measure_overhead(
         raise ValueError(f"measure_overhead: amplified_hz={amplified_hz} must exceed poll_hz={poll_hz}")
     torch.manual_seed(seed)
     if step is None:
-        net = nn.Sequential(
-            nn.Conv1d(1, 32, 9, padding=4),
-            nn.ReLU(),
-            nn.Conv1d(32, 32, 9, padding=4),
-            nn.ReLU(),
-            nn.Conv1d(32, 1, 9, padding=4),
-        )
-        opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-        x = torch.randn(8, 1, 4096)
-
-        def step() -> None:
-            opt.zero_grad()
-            loss = (net(x) - x).pow(2).mean()
-            loss.backward()
-            opt.step()
-
-    for _ in range(3):
-        step()
-    t = time.perf_counter()
-    step()
-    n_steps = max(1, round(work_s / max(time.perf_counter() - t, 1e-6)))
-
-    def work() -> _Block:
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(n_steps):
-            step()
-        return _Block(time.perf_counter() - wall, time.process_time() - cpu)
-
-    def metered(hz: float) -> _Block:
-        meter = EnergyMeter(
-            "overhead",
-            pue=1.0,
-            cpu_tdp_w=100.0,
-            poll_hz=hz,
-            nvml=_ConstantPowerNvml() if simulate_polling else None,
-            warn=False,
-        )
-        t0 = time.perf_counter()
-        meter.start()
-        t1 = time.perf_counter()
-        block = work()
-        t2 = time.perf_counter()
-        meter.stop()
-        fixed_s = (t1 - t0) + (time.perf_counter() - t2)
-        return block._replace(fixed_s=fixed_s, sampler_share=meter.poll_cpu_s / block.wall, polls=meter.polls)
-
-    def pair(i: int, hz: float) -> tuple[_Block, _Block]:
-        """(plain, metered), run in the order that alternates with ``i``."""
-        if i % 2:
-            m = metered(hz)
-            return work(), m
-        p = work()
-        return p, metered(hz)
-
+        step = _conv_net_step()
+    bench = _Pairs(step, _steps_for(step, work_s), simulate_polling)
     EnergyMeter("warm-up", pue=1.0, cpu_tdp_w=100.0, warn=False).stop()  # import pynvml, read the TDP table once
     wall_ratios, cpu_ratios, fixed, shares, per_poll, rates = [], [], [], [], [], []
     for i in range(repeats):
-        p, m = pair(i, poll_hz)
+        p, m = bench.pair(i, poll_hz)
         wall_ratios.append(m.wall / p.wall - 1.0)
         cpu_ratios.append(m.cpu / p.cpu - 1.0 if p.cpu > 0 else math.nan)
         fixed.append(m.fixed_s)
         shares.append(m.sampler_share)
-        p, m = pair(i + 1, amplified_hz)
+        p, m = bench.pair(i + 1, amplified_hz)
         per_poll.append((m.wall - p.wall) / max(m.polls, 1))
         rates.append(m.polls / m.wall)
     direct, direct_ci = trimmed_mean_ci(wall_ratios)
@@ -259,3 +207,75 @@ def measure_overhead(
         repeats=repeats,
         polling=simulate_polling,
     )
+
+
+def _conv_net_step() -> Callable[[], None]:
+    """The default work: one SGD step of a small 1-D conv net on a fixed batch."""
+    net = nn.Sequential(
+        nn.Conv1d(1, 32, 9, padding=4),
+        nn.ReLU(),
+        nn.Conv1d(32, 32, 9, padding=4),
+        nn.ReLU(),
+        nn.Conv1d(32, 1, 9, padding=4),
+    )
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+    x = torch.randn(8, 1, 4096)
+
+    def step() -> None:
+        opt.zero_grad()
+        loss = (net(x) - x).pow(2).mean()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _steps_for(step: Callable[[], None], work_s: float) -> int:
+    """Calls of ``step`` that take about ``work_s``, timed after three warm-up calls."""
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    step()
+    return max(1, round(work_s / max(time.perf_counter() - t, 1e-6)))
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """The timed repetitions of :func:`measure_overhead`: ``n_steps`` calls of ``step``, plain or
+    under a meter (on a stand-in GPU with ``simulate_polling``)."""
+
+    step: Callable[[], None]
+    n_steps: int
+    simulate_polling: bool
+
+    def work(self) -> _Block:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(self.n_steps):
+            self.step()
+        return _Block(time.perf_counter() - wall, time.process_time() - cpu)
+
+    def metered(self, hz: float) -> _Block:
+        meter = EnergyMeter(
+            "overhead",
+            pue=1.0,
+            cpu_tdp_w=100.0,
+            poll_hz=hz,
+            nvml=_ConstantPowerNvml() if self.simulate_polling else None,
+            warn=False,
+        )
+        t0 = time.perf_counter()
+        meter.start()
+        t1 = time.perf_counter()
+        block = self.work()
+        t2 = time.perf_counter()
+        meter.stop()
+        fixed_s = (t1 - t0) + (time.perf_counter() - t2)
+        return block._replace(fixed_s=fixed_s, sampler_share=meter.poll_cpu_s / block.wall, polls=meter.polls)
+
+    def pair(self, i: int, hz: float) -> tuple[_Block, _Block]:
+        """(plain, metered), run in the order that alternates with ``i``."""
+        if i % 2:
+            m = self.metered(hz)
+            return self.work(), m
+        p = self.work()
+        return p, self.metered(hz)

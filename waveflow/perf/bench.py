@@ -27,6 +27,45 @@ on the 2-vCPU VM when load came and went at the scale of seconds:
   power-sampling thread forced on by a simulated GPU) slows a WaveFlow training loop (target
   <= 1 %), decided from amplified-sampler pairs (:mod:`waveflow.perf.overhead`).
 
+**The training step on the CPU, measured** (the step of :func:`training_vs_peak`). Where a WF2
+step's time goes on the CPU (``make bench-breakdown``, 2-vCPU AMD EPYC, torch 2.13, matmul peak
+~180 GFLOP/s): matrix products and convolutions 82 % of the profiled step (at 130 GFLOP/s
+together), element-wise work (gates, adds, their backward) 8 %, copies and fills 6 %, other ops
+1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
+kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
+first layer's backward at 150, and the dilated layers' weight gradients at 67-106 in oneDNN's
+backward-weights kernel: 2.5-3.7 s of a 10-11-s profiled step, the largest single loss. That
+weight gradient is now GEMMs (below); with it, the copies it makes (three width-shifted copies
+of each dilated layer's input, ~5 ms each when they come from DRAM) are ~6 % of the step.
+
+Adopted: oneDNN's backward-data kernel for *dilated* convolutions ran at ~40 % of peak against
+80-100 % for its forward kernel, so the model takes that gradient from the forward kernel
+(:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process. The
+1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they are
+now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster on
+these shapes and worth +5-10 % of the step. The dilated weight gradient as one batched GEMM per
+kernel row over width-shifted copies of the input (:func:`waveflow.model.modules.weight_grad_by_taps`,
+N = 3 x 64 instead of 64 per tap): ~135 GFLOP/s including the copy against oneDNN's 67-90 when
+timed alone, 1.00-1.22x a layer's forward + backward (``make bench``'s row, which includes the
+unchanged forward and input gradient), and 1.045-1.086x a whole WF2 training step (medians of
+three runs of 8-12 interleaved pairs; 1.034x on WF4).
+
+Measured and not adopted: channels-last (NHWC) tensors (oneDNN's NHWC forward kernel is faster,
+140 against 93 GFLOP/s at dilation (2, 16), but its weight-gradient kernel slower, 60 against
+77, 29 against 89 undilated; with the layout conversions a dilated layer's forward + both
+gradients came out at 0.77-1.10x the NCHW path). A whole residual layer as one
+``autograd.Function`` (conditioning accumulated in place, the gate written into one gradient
+buffer, residual and skip carried in one packed tensor: no ``cat``, no separate adds): it saves
+~4 % of element-wise time but came out at 0.97-1.04x a coupling network's forward + backward,
+since any conv that pads implicitly (``padding=(0, p_w)``) is 1.4-1.5x slower in oneDNN for the
+128 -> 64 input-gradient convolutions at wide dilations. The dilated weight gradient as nine
+long-K GEMMs (N = 64) over the flattened padded rows, no copy: ~1.45x oneDNN timed alone, but
+0.91-1.02x a coupling network's forward + backward over 24 pairs; with the cache flushed between
+calls (as in a step) it ran 74-113 GFLOP/s against the tap copies' 99-112, blocked over K or not.
+The width dilation split into undilated phases: no gain. What is left is kernel efficiency: the
+weight-gradient GEMMs at ~0.6-0.75 of peak, and the K = 64/80 GEMMs of the 1x1 products at
+~0.6-0.7.
+
 Results are printed and written to ``build/results/bench.csv``.
 """
 
@@ -159,43 +198,8 @@ def training_vs_peak(
     peak, interleaved; FLOPs are FlopCounterMode's forward + backward count for this much audio. The
     peak samples and the sustained windows (both back-to-back ``torch.mm``) go into ``peaks``.
 
-    Where a WF2 step's time goes on the CPU (``make bench-breakdown``, 2-vCPU AMD EPYC, torch 2.13,
-    matmul peak ~180 GFLOP/s): matrix products and convolutions 82 % of the profiled step (at 130
-    GFLOP/s together), element-wise work (gates, adds, their backward) 8 %, copies and fills 6 %,
-    other ops 1.5 %, outside ops 2 %, Adam < 1 %. Per convolution kernel: oneDNN's forward 3x3
-    kernels (the layers' forward and the input gradients) run at 139-173 GFLOP/s, the undilated
-    first layer's backward at 150, and the dilated layers' weight gradients at 67-106 in oneDNN's
-    backward-weights kernel: 2.5-3.7 s of a 10-11-s profiled step, the largest single loss. That
-    weight gradient is now GEMMs (below); with it, the copies it makes (three width-shifted copies
-    of each dilated layer's input, ~5 ms each when they come from DRAM) are ~6 % of the step.
-
-    Adopted: oneDNN's backward-data kernel for *dilated* convolutions ran at ~40 % of peak against
-    80-100 % for its forward kernel, so the model takes that gradient from the forward kernel
-    (:class:`waveflow.model.modules.CausalConv2d`), worth ~10 % of the step measured in-process. The
-    1x1 convolutions (K = 64 and 80 channels) ran at a third to a half of peak in oneDNN; they are
-    now one ``baddbmm`` each (:class:`waveflow.model.modules.PointwiseConv2d`), about 2x faster on
-    these shapes and worth +5-10 % of the step. The dilated weight gradient as one batched GEMM per
-    kernel row over width-shifted copies of the input (:func:`waveflow.model.modules.weight_grad_by_taps`,
-    N = 3 x 64 instead of 64 per tap): ~135 GFLOP/s including the copy against oneDNN's 67-90 when
-    timed alone, 1.00-1.22x a layer's forward + backward (``make bench``'s row, which includes the
-    unchanged forward and input gradient), and 1.045-1.086x a whole WF2 training step (medians of
-    three runs of 8-12 interleaved pairs; 1.034x on WF4).
-
-    Measured and not adopted: channels-last (NHWC) tensors (oneDNN's NHWC forward kernel is faster,
-    140 against 93 GFLOP/s at dilation (2, 16), but its weight-gradient kernel slower, 60 against
-    77, 29 against 89 undilated; with the layout conversions a dilated layer's forward + both
-    gradients came out at 0.77-1.10x the NCHW path). A whole residual layer as one
-    ``autograd.Function`` (conditioning accumulated in place, the gate written into one gradient
-    buffer, residual and skip carried in one packed tensor: no ``cat``, no separate adds): it saves
-    ~4 % of element-wise time but came out at 0.97-1.04x a coupling network's forward + backward,
-    since any conv that pads implicitly (``padding=(0, p_w)``) is 1.4-1.5x slower in oneDNN for the
-    128 -> 64 input-gradient convolutions at wide dilations. The dilated weight gradient as nine
-    long-K GEMMs (N = 64) over the flattened padded rows, no copy: ~1.45x oneDNN timed alone, but
-    0.91-1.02x a coupling network's forward + backward over 24 pairs; with the cache flushed between
-    calls (as in a step) it ran 74-113 GFLOP/s against the tap copies' 99-112, blocked over K or not.
-    The width dilation split into undilated phases: no gain. What is left is kernel efficiency: the
-    weight-gradient GEMMs at ~0.6-0.75 of peak, and the K = 64/80 GEMMs of the 1x1 products at
-    ~0.6-0.7.
+    Where the step's time goes on the CPU, and the kernel choices measured on it, are in the module
+    docstring.
 
     Besides the run's peak (the best sample of the run, :class:`PeakRatio`), the step is compared
     with the matmul throughput sustained over a window as long as the step

@@ -46,9 +46,9 @@ from typing import Any
 
 import torch
 
-from ..files import atomic_write
-from ..paths import BUILD, DATA, LJSPEECH_MINI, RESULTS, ROOT
-from ..train.distributed import cuda_uuid
+from ...files import atomic_write
+from ...paths import BUILD, DATA, LJSPEECH_MINI, RESULTS, ROOT
+from ...train.distributed import cuda_uuid
 
 COLUMNS = ("part", "item", "status", "seconds", "value", "unit", "paper", "detail")
 #: The whole check must end within 8 minutes on one data-centre GPU; each part gets at most its share.
@@ -162,7 +162,7 @@ def part_nvml(s: Settings) -> list[dict[str, Any]]:
         return [row("nvml", "counter vs 10 Hz power", "skipped", detail="no CUDA device: NVML needs a GPU")]
     import pynvml
 
-    from ..energy import readers as er
+    from ...energy import readers as er
 
     duration, tail = (3.0, 0.5) if s.quick else (20.0, 1.5)
     index = torch.cuda.current_device()
@@ -211,7 +211,7 @@ def part_nvml(s: Settings) -> list[dict[str, Any]]:
 
 def _model_config(s: Settings, name: str) -> Any:
     """The paper's configuration, or in quick mode the same h with r=8, 2 flows of 2 layers."""
-    from ..model import get_config
+    from ...model import get_config
 
     config = get_config(name)
     return config.replace(res_channels=8, n_flows=2, n_layers=2) if s.quick else config
@@ -220,8 +220,8 @@ def _model_config(s: Settings, name: str) -> Any:
 def _e_gen(s: Settings, config: str) -> Iterator[dict[str, Any]]:
     """E_gen of the 10 x 10 s at each batch of the sweep (batch 1 first, as the paper), then the
     energy-optimal batch: the lowest energy per audio second measured here."""
-    from ..experiments.measure import energy_mels, longest_clips, measure_inference
-    from ..model import WaveFlow
+    from ...experiments.measure import energy_mels, longest_clips, measure_inference
+    from ...model import WaveFlow
 
     n, seconds, sizes = (2, 0.1, [1, 2]) if s.quick else (10, 10.0, [1, 10, 5, 2])
     mels = energy_mels(longest_clips(LJSPEECH_MINI, n), n, seconds)
@@ -263,7 +263,7 @@ def _e_gen_cuda_graphs(
 ) -> Iterator[dict[str, Any]]:
     """E_gen at batch 1 with the synthesis replayed from CUDA graphs, and its speed-up over the eager
     fast path on the same clips (graphs recorded in the unmetered warm-up)."""
-    from ..experiments.measure import measure_inference
+    from ...experiments.measure import measure_inference
 
     name = f"E_gen {config} batch 1, CUDA graphs"
     if _dev(s).type != "cuda":
@@ -289,9 +289,9 @@ def _e_gen_cuda_graphs(
 def _gpu_busy(config: str, model: Any, mel: torch.Tensor) -> Iterator[dict[str, Any]]:
     """How busy the GPU is during one batch-1 synthesis of ``mel``, eager and replayed from a CUDA
     graph: the kernels' time over the wall time (``waveflow.perf.breakdown.gpu_busy``)."""
-    from ..audio import SAMPLE_RATE
-    from ..model import FastSynthesizer
-    from .breakdown import gpu_busy
+    from ...audio import SAMPLE_RATE
+    from ...model import FastSynthesizer
+    from ..breakdown import gpu_busy
 
     mel = mel.to(next(model.parameters()).device)[None]
     seconds = (mel.shape[-1] - 1) * model.config.hop_length / SAMPLE_RATE
@@ -321,8 +321,8 @@ def part_e_gen_wf4(s: Settings) -> Iterator[dict[str, Any]]:
 
 def part_e_train(s: Settings) -> list[dict[str, Any]]:
     """E_train of WF2: 100 metered steps at batch 8 x 16,000, extrapolated to the paper's schedule."""
-    from ..experiments.measure import measure_training, paper_steps
-    from ..model import get_config
+    from ...experiments.measure import measure_training, paper_steps
+    from ...model import get_config
 
     out_dir = Path(s.work) / "e_train"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -365,8 +365,8 @@ def part_e_train(s: Settings) -> list[dict[str, Any]]:
 
 def part_resume(s: Settings) -> list[dict[str, Any]]:
     """3 steps, then a resume to 6, against 6 steps in one go: equal losses and weights bit for bit."""
-    from ..model import WaveFlowConfig, load_checkpoint
-    from ..train import TrainConfig, train
+    from ...model import WaveFlowConfig, load_checkpoint
+    from ...train import TrainConfig, train
 
     work = Path(s.work) / "resume"
     shutil.rmtree(work, ignore_errors=True)
@@ -422,8 +422,8 @@ def launch_train(nproc: int, device: str, out: Path, extra: list[str], timeout: 
 
 def part_ddp(s: Settings) -> list[dict[str, Any]]:
     """A DDP job through torchrun and NCCL: 2 GPUs against one process, or 1 GPU that meters itself."""
-    from ..model import load_checkpoint
-    from ..train import TrainConfig, read_metrics, train
+    from ...model import load_checkpoint
+    from ...train import TrainConfig, read_metrics, train
 
     if s.device != "cuda":
         return [row("ddp", "DDP step", "skipped", detail="no CUDA device (the gloo path is tests/test_distributed.py)")]

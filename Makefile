@@ -9,7 +9,7 @@ DATA ?=
 PORT ?= 8888
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-notebooks reproduce bench bench-breakdown gpu-check lint lab clean
+.PHONY: help venv test test-unit test-notebooks test-docs docs reproduce bench bench-breakdown gpu-check lint lab clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [PROFILE=quick|medium|paper] [DATA=/path/LJSpeech-1.1]"
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP) ## Create or refresh the virtual environment (.venv)
 
-test: lint test-unit test-notebooks ## Lint, unit tests, then every notebook under nbval (<= 10 min on 2 CPU cores)
+test: lint test-docs test-unit test-notebooks ## Lint, the docs build, unit tests, then every notebook under nbval (<= 10 min on 2 CPU cores)
 
 test-unit: $(STAMP) ## Unit tests only
 	$(PY) -m pytest -q tests
@@ -33,6 +33,15 @@ test-unit: $(STAMP) ## Unit tests only
 test-notebooks: $(STAMP) ## Notebooks only, under nbval (outputs go to build/test-outputs/)
 	WAVEFLOW_FIGURES=$(CURDIR)/build/test-outputs/figures WAVEFLOW_RESULTS=$(CURDIR)/build/test-outputs/results \
 	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
+
+test-docs: $(STAMP) ## Build the docs site strictly (a broken link, a missing page or a stale CLI page fails)
+	$(PY) -m waveflow cli-reference --check docs/cli.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+docs: $(STAMP) ## Regenerate the command-line page and build the docs site into build/site/
+	$(PY) -m waveflow cli-reference --out docs/cli.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+	@echo "Docs: build/site/index.html"
 
 reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|medium|paper, DATA=LJSpeech folder)
 	$(PY) -m waveflow reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")

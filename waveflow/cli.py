@@ -66,7 +66,22 @@ COMMANDS: dict[str, Command] = {
     "gpu-check": Command(
         "waveflow.perf.gpu_check", "add_arguments", "run", "run every CUDA path once and record the numbers"
     ),
+    "cli-reference": Command(
+        "waveflow.cli_reference", "add_arguments", "run", "write or check the command-line reference page (docs/cli.md)"
+    ),
 }
+
+
+#: what the exit status of a ``waveflow`` command means (the command-line page lists it)
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "the work ran and failed: a notebook of `reproduce`, a part of `gpu-check`, a rank of `train`, "
+    "or a `--check` that found a difference",
+    2: "bad input: an unknown command or flag, or a value that names the flag and what was expected",
+    3: "`train` stopped on a NaN or infinite loss or gradient (the last good checkpoint is kept)",
+    127: "`energy`: the command to measure could not be started",
+}
+EXIT_CODE_NOTE = "`energy -- CMD` otherwise exits with CMD's own exit status."
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 
 def _as_points(points, name: str = "points") -> np.ndarray:
@@ -27,7 +28,7 @@ def _as_points(points, name: str = "points") -> np.ndarray:
     return arr
 
 
-def dominance_matrix(points) -> np.ndarray:
+def dominance_matrix(points: ArrayLike) -> np.ndarray:
     """``D[i, j]`` is True when point ``i`` dominates point ``j`` (minimisation)."""
     p = _as_points(points)
     le = (p[:, None, :] <= p[None, :, :]).all(axis=2)
@@ -35,18 +36,18 @@ def dominance_matrix(points) -> np.ndarray:
     return le & lt
 
 
-def pareto_mask(points) -> np.ndarray:
+def pareto_mask(points: ArrayLike) -> np.ndarray:
     """True for the non-dominated points (the first front)."""
     return ~dominance_matrix(points).any(axis=0)
 
 
-def dominated_by(points) -> list[list[int]]:
+def dominated_by(points: ArrayLike) -> list[list[int]]:
     """For each point, the indices of the points that dominate it (empty list = Pareto optimal)."""
     d = dominance_matrix(points)
     return [np.flatnonzero(d[:, j]).tolist() for j in range(d.shape[1])]
 
 
-def non_dominated_sort(points) -> list[list[int]]:
+def non_dominated_sort(points: ArrayLike) -> list[list[int]]:
     """Successive fronts (Deb et al.'s fast non-dominated sort): front 0 is the Pareto set, front 1 is
     optimal once front 0 is removed, and so on. Returns lists of point indices, each sorted."""
     d = dominance_matrix(points)
@@ -62,7 +63,7 @@ def non_dominated_sort(points) -> list[list[int]]:
     return fronts
 
 
-def pareto_rank(points) -> np.ndarray:
+def pareto_rank(points: ArrayLike) -> np.ndarray:
     """1-based front number of every point (1 = Pareto optimal)."""
     n = len(_as_points(points))
     rank = np.zeros(n, dtype=int)
@@ -73,7 +74,7 @@ def pareto_rank(points) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------
 # Hypervolume
-def reference_point(points, margin: float = 0.1) -> np.ndarray:
+def reference_point(points: ArrayLike, margin: float = 0.1) -> np.ndarray:
     """A reference point just beyond the worst value of each objective: max + margin × (max − min).
 
     A zero range (all points equal in one objective) uses ``margin × |max|`` (or ``margin``) instead, so
@@ -122,7 +123,7 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
     return volume
 
 
-def hypervolume(points, reference) -> float:
+def hypervolume(points: ArrayLike, reference: ArrayLike) -> float:
     """Volume of objective space dominated by ``points`` and bounded by ``reference`` (minimisation).
 
     Exact in any dimension (2-D by a sweep, higher by slicing, exponential in the number of objectives
@@ -150,7 +151,7 @@ def hypervolume(points, reference) -> float:
     return float(_hv(p[pareto_mask(p)], ref)) if len(p) else 0.0
 
 
-def normalized_hypervolume(points, reference, ideal=None) -> float:
+def normalized_hypervolume(points: ArrayLike, reference: ArrayLike, ideal: ArrayLike | None = None) -> float:
     """Hypervolume as a fraction of the box between ``ideal`` (default: the per-objective minimum) and
     ``reference``, so fronts measured in different units (kWh vs Wh) can be compared on a 0–1 scale."""
     p = _as_points(points)
@@ -164,7 +165,7 @@ def normalized_hypervolume(points, reference, ideal=None) -> float:
     return hypervolume(p, ref) / float(np.prod(ref - lo))
 
 
-def hypervolume_contributions(points, reference) -> np.ndarray:
+def hypervolume_contributions(points: ArrayLike, reference: ArrayLike) -> np.ndarray:
     """Exclusive contribution of each point: HV(all) − HV(all but that point). Dominated points add 0."""
     p = _as_points(points)
     total = hypervolume(p, reference)

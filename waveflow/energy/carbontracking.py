@@ -12,7 +12,7 @@ What we change around ``carbontracker.tracker.CarbonTracker`` and why:
   silent network otherwise blocks the constructor for geocoder's 5 s timeout). Without a
   location carbontracker uses ``constants.WORLD_AVG_CARBON_INTENSITY``, which we set to our
   intensity; ``constants.PUE_2023`` (by which it multiplies every reported energy) is set to our
-  PUE. Both are read at call time, so they stay patched for the session and are restored after.
+  PUE. Both are read at call time, so they stay patched while a tracker runs and are restored after.
 * **No 1.2 s CPU probe.** ``GenericCPU.get_cpu_brand`` (py-cpuinfo, forks a subprocess) returns
   the brand we read from ``/proc/cpuinfo``, the same CPUID string; carbontracker's own TDP
   matching is left untouched so its figure is exactly what it would report.
@@ -235,7 +235,7 @@ class CarbontrackerSession:
     def console_notes(self) -> list[str]:
         """Carbontracker's own warnings and errors from the captured console, one note each.
 
-        Its two offline warnings about the intensity provider are dropped: this session gives it the
+        Its two offline warnings about the intensity provider are dropped: this CarbontrackerSession gives it the
         intensity through its constants (the record's intensity fields say which), so they would mislead.
         """
         lines = [line.strip() for line in self._console.getvalue().splitlines()]

@@ -12,8 +12,8 @@ Equal warmth: configurations are **interleaved**, not run one after another. Eve
 first trains ``warmup_steps`` unmetered steps (a throw-away run that heats caches, the CPU clock and
 the allocator), then the metered runs advance round-robin, one mark interval of one configuration at
 a time, by resuming each run from its checkpoint. Each configuration's joules are therefore spread
-over the whole session rather than bunched at its start or end, so a machine that warms up or
-throttles as the session goes on affects all of them alike.
+over the whole run rather than bunched at its start or end, so a machine that warms up or
+throttles as the run goes on affects all of them alike.
 
 The derived tables answer the paper's question at every budget: the energy each configuration needed
 to reach a few held-out NLL targets (:func:`energy_to_targets`), the best configuration at a few
@@ -58,7 +58,7 @@ NOT_REACHED = "not reached within the budget"
 
 @dataclass
 class BudgetRun:
-    """Options shared by every configuration of an energy-to-quality session.
+    """Options shared by every configuration of an energy-to-quality run.
 
     Args:
         energy_budget_j: training joules each configuration may spend (the same for all).
@@ -216,7 +216,7 @@ def check_marks(table: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # derived tables
 def default_targets(table: pd.DataFrame, n: int = 3) -> list[float]:
-    """``n`` NLL targets spread between the worst first mark and the best mark of the session.
+    """``n`` NLL targets spread between the worst first mark and the best mark of the run.
 
     Targets from the data rather than fixed numbers: held-out NLL depends on the data and the crop,
     and a target no configuration reaches (or all reach at the first mark) says nothing.

@@ -1,0 +1,98 @@
+"""The front door and the docs site: the README's size and headline numbers, its own-model example,
+the generated command-line page, and no text about how the project was developed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from waveflow.cli_reference import reference
+from waveflow.paths import ROOT
+from waveflow.report import HEADLINE_END, HEADLINE_START, headline_markdown
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def _block(text: str) -> str:
+    start, end = text.index(HEADLINE_START), text.index(HEADLINE_END) + len(HEADLINE_END)
+    return text[start:end]
+
+
+def test_the_readme_is_a_front_door():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; the rest belongs in docs/"
+
+
+@pytest.mark.parametrize("page", [README, DOCS / "index.md"], ids=["README", "docs-index"])
+def test_headline_numbers_are_the_committed_csvs(page):
+    """The headline table is generated from figures/*.csv; a page that disagrees with them fails."""
+    assert _block(page.read_text(encoding="utf-8")) == headline_markdown(), (
+        f"{page.name}: the headline table differs from the committed figures' CSVs; paste the output of "
+        "python -c 'from waveflow.report import headline_markdown; print(headline_markdown())'"
+    )
+
+
+def test_a_changed_csv_changes_the_headline(tmp_path):
+    """The check can fail: the same table from a CSV with another E_gen differs."""
+    import shutil
+
+    for csv in (ROOT / "figures").glob("*.csv"):
+        shutil.copy(csv, tmp_path / csv.name)
+    path = tmp_path / "04_inference_energy.csv"
+    text = path.read_text(encoding="utf-8").replace("0.6960204220557401", "0.9960204220557401", 1)
+    path.write_text(text, encoding="utf-8")
+    assert headline_markdown(tmp_path) != headline_markdown()
+    assert "0.996 [" in headline_markdown(tmp_path)
+
+
+def test_the_readme_example_runs():
+    """The 'Your own model' example is run as printed, from the repository root."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Your own model") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "pareto_optimal" in out.stdout and "w64" in out.stdout and "w512" in out.stdout
+
+
+def test_the_command_line_page_is_generated_from_the_parsers():
+    assert (DOCS / "cli.md").read_text(encoding="utf-8") == reference(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_every_command_is_on_the_command_line_page():
+    from waveflow.cli import COMMANDS, EXIT_CODES
+
+    page = reference()
+    for name in COMMANDS:
+        assert f"\n## {name}\n" in page
+    for code in EXIT_CODES:
+        assert f"\n| {code} |" in page
+
+
+#: "session" is a technical term for Carbontracker's and onnxruntime's session objects; anything else
+#: that uses it, or speaks of when something was added, talks about the project's own development
+_TECHNICAL = re.compile(r"carbontracker|onnx|p808|\w+\.session|session *[.=:,)(]|session is|another session", re.I)
+_HISTORY = re.compile(r"\bsessions?\b|\badded (later|after)\b|\blater session\b|\bthis run added\b", re.I)
+
+
+def _prose_files() -> list[Path]:
+    files = [README, *DOCS.glob("*.md"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "waveflow").rglob("*.py")]
+    return [f for f in files if f.name != "changelog.md"]
+
+
+def test_no_text_describes_the_projects_own_development():
+    found = []
+    for path in _prose_files():
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if _HISTORY.search(line) and not _TECHNICAL.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)
+
+
+def test_the_history_check_can_fail():
+    assert _HISTORY.search("A later session measured this") and not _TECHNICAL.search("A later session measured this")

@@ -51,7 +51,8 @@ class EnergyMeter:
         pue: PUE preset name or value (default: waveflow.carbon's default).
         cpu_tdp_w: TDP (W per package) for the CPU estimate, overriding the table lookup.
         cpu_threads: hardware threads per package for the per-thread estimate, overriding the table.
-        gpu, cpu: measure GPUs / CPU+DRAM (default True).
+        gpu: measure GPUs (default True).
+        cpu: measure CPU and DRAM (default True).
         nvml: the NVML module to use; None imports ``pynvml``, False disables GPUs (tests inject fakes).
         powercap_root: the powercap tree (default ``$WAVEFLOW_POWERCAP_ROOT`` or ``/sys/class/powercap``).
         rapl_read_text: file reader for RAPL (tests inject one raising PermissionError).

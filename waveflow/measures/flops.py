@@ -99,7 +99,8 @@ class FlopCount:
     """Compute of one configuration in one direction, per second of 22.05 kHz audio.
 
     Args:
-        config, direction: what was counted.
+        config: the configuration counted.
+        direction: ``density``, ``training`` or ``synthesis``.
         flops_per_audio_second: FlopCounterMode's count of the whole direction (the primary count;
             forward + backward for ``training``).
         forward_flops_per_audio_second: FlopCounterMode's count of the forward pass alone (equal to

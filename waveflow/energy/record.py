@@ -56,7 +56,8 @@ class ComponentEnergy:
         method: a ``measured:``/``estimated:`` label.
         scope: ``device`` (everything on the device, idle and other processes included) or
             ``process-tree`` (only the measured processes' share); default: from the method.
-        low, high: bounds of an estimate (NaN for a measurement: no interval is modelled).
+        low: lower bound of an estimate (NaN for a measurement: no interval is modelled).
+        high: upper bound of an estimate (NaN for a measurement).
     """
 
     kind: str

@@ -3,6 +3,10 @@
 The content goes to a temporary file in the target's folder (same file system, so the rename is
 atomic), is flushed to disk, and is then renamed over the target: after a crash the target is
 either the previous complete file or the new complete file, never a truncated one.
+
+The temporary file is created private (``mkstemp`` gives mode 0600), so before the rename it gets
+the permissions any new file of the user gets (0666 minus the umask): figures, tables and the
+report stay readable by whoever may read the user's other files.
 """
 
 from __future__ import annotations
@@ -11,6 +15,20 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows (``os.umask`` has no getter)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
@@ -36,6 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

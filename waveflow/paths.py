@@ -1,21 +1,41 @@
-"""The one place that knows where things live in the repository.
+"""The one place that knows where things live: the package's own tables, the repository, and outputs.
 
-Everything else builds paths from these constants, so the package never depends on the
-current working directory or on a user's home. Two outputs can be redirected with environment
-variables: ``WAVEFLOW_FIGURES`` (default ``figures/``) and ``WAVEFLOW_RESULTS`` (default
-``build/results/``). ``make test`` points both into ``build/test-outputs/`` so that running the
-notebooks at their tiny test defaults never overwrites the figures a full ``make reproduce`` made.
+Runtime tables (CPU and GPU power, grid intensities, the report's template) ship inside the package,
+under ``waveflow/_data/`` (:data:`PACKAGE_DATA`), so an installed wheel measures energy without the
+repository. The paper's inputs (its tables, the survey, the bundled clips) stay in the repository's
+``data/``.
+
+Where outputs go: in a source checkout (the package's parent folder holds this project's
+``pyproject.toml``), under the checkout, as the notebooks and ``make`` targets expect. Installed
+anywhere else, under ``$WAVEFLOW_HOME``, or the current directory when it is not set, with the same
+layout (``build/results/``, ``figures/``); never inside the installed package. Two outputs can be
+redirected on their own: ``WAVEFLOW_FIGURES`` and ``WAVEFLOW_RESULTS``. ``make test`` points both
+into ``build/test-outputs/`` so that running the notebooks at their tiny test defaults never
+overwrites the figures a full ``make reproduce`` made.
 """
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
+PACKAGE_DATA = Path(str(files(__package__ or "waveflow").joinpath("_data")))
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _is_checkout(root: Path) -> bool:
+    """Whether ``root`` is this project's source tree (not, say, a site-packages folder)."""
+    pyproject = root / "pyproject.toml"
+    return pyproject.is_file() and 'name = "waveflow-energy"' in pyproject.read_text(encoding="utf-8")
+
+
+CHECKOUT = _is_checkout(ROOT)
+#: where outputs go: the checkout, else $WAVEFLOW_HOME, else the current directory
+HOME = ROOT if CHECKOUT else Path(os.environ.get("WAVEFLOW_HOME") or Path.cwd()).resolve()
 DATA = ROOT / "data"
-BUILD = ROOT / "build"
-FIGURES = Path(os.environ.get("WAVEFLOW_FIGURES", ROOT / "figures"))
+BUILD = HOME / "build"
+FIGURES = Path(os.environ.get("WAVEFLOW_FIGURES", HOME / "figures"))
 RESULTS = Path(os.environ.get("WAVEFLOW_RESULTS", BUILD / "results"))
 RUNS = BUILD / "runs"
 EXECUTED = BUILD / "notebooks"  # executed copies of the notebooks and their HTML

@@ -8,7 +8,7 @@ commit, wall time), one section per notebook (title, purpose, figures with their
 link to the full executed notebook), the "reproduced vs. paper" table with a method label on every
 row, and the notes the meter wrote (fallbacks, what was not measured).
 
-The HTML comes from a Jinja2 template (``waveflow/templates/report.html.j2``; Jinja2 ships with
+The HTML comes from a Jinja2 template (``waveflow/_data/templates/report.html.j2``; Jinja2 ships with
 nbconvert), with autoescaping on, so text from notebooks cannot inject markup.
 """
 
@@ -31,7 +31,7 @@ from . import __version__
 from .energy import readers
 from .energy.record import git_commit
 from .files import atomic_write
-from .paths import BUILD, DATA, EXECUTED, FIGURES, RESULTS
+from .paths import BUILD, DATA, EXECUTED, FIGURES, PACKAGE_DATA, RESULTS
 
 REPORT_DIR = BUILD / "report"
 TEMPLATE = "report.html.j2"
@@ -305,7 +305,7 @@ def build_report(
         ("notebooks", f"{len(sections)} executed, total wall time {total:.0f} s"),
     ]
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        loader=jinja2.FileSystemLoader(PACKAGE_DATA / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

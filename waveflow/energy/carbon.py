@@ -3,7 +3,7 @@
 The paper reports energy, but Carbontracker (which it used) also prints gCO2e, and both depend on two
 choices that change results by large factors: the grid's carbon intensity and the data centre's PUE.
 This module makes them explicit, with a stated source for every number, and never fetches anything
-(``data/carbon/intensity.csv`` is bundled; see its README).
+(``waveflow/_data/carbon/intensity.csv`` ships with the package; see its README).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..paths import DATA
+from ..paths import PACKAGE_DATA
 
 if TYPE_CHECKING:  # pandas only for the table helpers; the meter reads the CSV without it
     import pandas as pd
 
-INTENSITY_CSV = DATA / "carbon" / "intensity.csv"
+INTENSITY_CSV = PACKAGE_DATA / "carbon" / "intensity.csv"
 INTENSITY_COLUMNS = ("code", "country", "g_per_kwh", "year", "source")
 
 #: Carbontracker 2.x's offline fallback (IEA world average 2024), so our default matches what the

@@ -1,6 +1,6 @@
 """CPU power data for the estimate: TDP per package and power per hardware thread, with their sources.
 
-Two bundled tables (``data/hardware/``, provenance in its README):
+Two bundled tables (``waveflow/_data/hardware/``, provenance in its README):
 
 * ``cpu_power.csv`` — ``Name,TDP``, CodeCarbon's table (MIT), vendored unchanged, so the estimate no
   longer depends on another tool's installed package data;
@@ -22,10 +22,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import DATA
+from ..paths import PACKAGE_DATA
 
-CPU_POWER_CSV = DATA / "hardware" / "cpu_power.csv"
-CPU_THREADS_CSV = DATA / "hardware" / "cpu_threads.csv"
+CPU_POWER_CSV = PACKAGE_DATA / "hardware" / "cpu_power.csv"
+CPU_THREADS_CSV = PACKAGE_DATA / "hardware" / "cpu_threads.csv"
 
 #: Watts per hardware thread when the package's thread count is unknown: CodeCarbon's default for a
 #: CPU it cannot find (``DEFAULT_POWER_PER_CORE = 4`` in ``codecarbon/core/cpu.py``, 3.3.x, applied
@@ -86,7 +86,7 @@ def _parse_tdp(value: str) -> float:
 
 @functools.lru_cache(maxsize=4)
 def cpu_power_table(path: Path = CPU_POWER_CSV) -> dict[str, float]:
-    """``{name: TDP W}`` from the vendored ``data/hardware/cpu_power.csv`` (CodeCarbon's, ~4,900 rows)."""
+    """``{name: TDP W}`` from the vendored ``waveflow/_data/hardware/cpu_power.csv`` (CodeCarbon's, ~4,900 rows)."""
     table = {}
     with open(path, encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
@@ -99,7 +99,7 @@ def cpu_power_table(path: Path = CPU_POWER_CSV) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=4)
 def cpu_threads_table(path: Path = CPU_THREADS_CSV) -> dict[str, tuple[int, int, str]]:
-    """``{name: (cores, threads, source)}`` per package from ``data/hardware/cpu_threads.csv``.
+    """``{name: (cores, threads, source)}`` per package from ``waveflow/_data/hardware/cpu_threads.csv``.
 
     Raises:
         ValueError: a row whose counts are not positive integers with cores <= threads <= 2 x cores.

@@ -2,7 +2,7 @@
 
 Douwes et al. (§4.2) estimate the energy of a published training run the way the ML CO2 Impact
 calculator does, as a worst case: the GPU's maximum power from its specification, times the number
-of GPUs, times the training hours. This module holds the TDPs (``data/hardware/gpus.csv``, NVIDIA's
+of GPUs, times the training hours. This module holds the TDPs (``waveflow/_data/hardware/gpus.csv``, NVIDIA's
 values with the calculator's next to them), resolves the names papers use ("V100", "TITAN X") to one
 documented variant, and recomputes the paper's Table 1 from them.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..paths import DATA
+from ..paths import DATA, PACKAGE_DATA
 
-GPUS_CSV = DATA / "hardware" / "gpus.csv"
+GPUS_CSV = PACKAGE_DATA / "hardware" / "gpus.csv"
 TABLE1_CSV = DATA / "paper" / "table1.csv"
 
 #: §4.2: SING run with Carbontracker on one TITAN X "with the same configuration as the original paper";
@@ -125,7 +125,7 @@ def load_gpus(path: Path | str = GPUS_CSV) -> pd.DataFrame:
     """The GPU table as a DataFrame (one row per variant), validated.
 
     Args:
-        path: CSV with the columns of ``GPU_COLUMNS`` (default ``data/hardware/gpus.csv``).
+        path: CSV with the columns of ``GPU_COLUMNS`` (default ``waveflow/_data/hardware/gpus.csv``).
     """
     gpus, _ = _load(Path(path))
     return pd.DataFrame([{**g.__dict__, "aliases": ";".join(g.aliases)} for g in gpus])

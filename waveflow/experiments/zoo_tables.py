@@ -6,7 +6,7 @@ checked against the counted work.
   WF2 as the reference row.
 * :func:`schedule_table` multiplies each reported schedule (steps) by the counted FLOPs of one
   step, and :func:`implied_utilisation` divides by what the reported GPUs could do at their fp32
-  peak (``data/hardware/gpus.csv``) in the reported hours. A fraction far above what well-tuned
+  peak (``waveflow/_data/hardware/gpus.csv``) in the reported hours. A fraction far above what well-tuned
   training reaches means the hours (or the steps) cannot both be right (:func:`verdict`).
 * :func:`training_cost_table` is notebook 02's per-model table, joined with what
   :mod:`~waveflow.experiments.zoo_measure` measured on this machine, and :func:`findings` says in
@@ -129,7 +129,7 @@ def zoo_rows(names: Iterable[str] = MODEL_NAMES, reference: bool = True, progres
 # ----------------------------------------------------------------------------------------------
 # the paper's estimates against the counted work
 def fp32_peak(gpu: str) -> tuple[float, str]:
-    """``(TFLOP/s, source)``: fp32 peak (no tensor cores) of a GPU name, from ``data/hardware/gpus.csv``."""
+    """``(TFLOP/s, source)``: fp32 peak (no tensor cores) of a GPU name, from ``waveflow/_data/hardware/gpus.csv``."""
     key = hardware.lookup_gpu(gpu).key
     table = pd.read_csv(hardware.GPUS_CSV, keep_default_na=False).set_index("key")
     if "fp32_peak_tflops" not in table.columns:

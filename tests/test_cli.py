@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from waveflow.cli import main
 
 
@@ -37,3 +39,38 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "waveflow", "params", "--format", "csv"], capture_output=True, text=True, check=True
     ).stdout
     assert out.startswith("config,h,r,params")
+
+
+def test_version_prints_the_package_version(capsys):
+    from waveflow import __version__
+    from waveflow.cli import main
+
+    assert main(["--version"], prog="waveflow") == 0
+    assert capsys.readouterr().out.strip() == f"waveflow {__version__}"
+
+
+@pytest.mark.parametrize("prog", ["waveflow", "python -m waveflow"])
+def test_reproduce_refuses_an_unknown_notebook_among_known_ones(capsys, prog):
+    """``--only 03,99`` is an error naming 99, not a run of 03 alone; the message uses the name the program
+    was run by."""
+    from waveflow.cli import main
+
+    assert main(["reproduce", "--only", "03,99", "--no-report"], prog=prog) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{prog} reproduce: error: --only 99:"), err
+    assert "03_waveflow_training_energy" in err  # what is accepted
+
+
+def test_every_device_flag_defaults_to_auto():
+    """One default for --device everywhere (the GPU check, which exists to test CUDA, excepted)."""
+    import argparse
+    import importlib
+
+    from waveflow.cli import COMMANDS
+
+    for name, command in COMMANDS.items():
+        parser = argparse.ArgumentParser()
+        getattr(importlib.import_module(command.module), command.add_arguments)(parser)
+        for action in parser._actions:
+            if "--device" in action.option_strings and name != "gpu-check":
+                assert action.default == "auto", f"{name} --device defaults to {action.default!r}"

@@ -108,7 +108,7 @@ def test_select_and_unknown_profile(project):
     assert [p.name for p in select_notebooks(nbs)] == ["01_ok.ipynb", "02_other.ipynb"]
     assert [p.name for p in select_notebooks(nbs, ["2"])] == ["02_other.ipynb"]
     assert [p.name for p in select_notebooks(nbs, ["01_ok,02"])] == ["01_ok.ipynb", "02_other.ipynb"]
-    with pytest.raises(ValueError, match="no notebook matches"):
+    with pytest.raises(ValueError, match="07: no such notebook"):
         select_notebooks(nbs, ["07"])
     with pytest.raises(FileNotFoundError, match="expected one of"):
         load_profile("nope", params_dir=project)

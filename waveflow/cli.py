@@ -116,6 +116,7 @@ def run_params(args: argparse.Namespace) -> int:
 def build_parser(prog: str = "waveflow") -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command (their options are added on dispatch)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub.add_parser(name, help=command.help, description=command.help)
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or "waveflow"
     top = build_parser(prog)
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"{prog} {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             top.print_usage(sys.stderr)
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=command.help)
     getattr(module, command.add_arguments)(parser)
     args = parser.parse_args(rest)
+    args.prog = f"{prog} {name}"  # how the user ran it, for the command's own messages
     try:
         return int(getattr(module, command.run)(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

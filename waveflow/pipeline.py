@@ -125,12 +125,17 @@ def select_notebooks(notebooks_dir: Path = NOTEBOOKS, only: list[str] | None = N
     if not only:
         return found
     wanted = [w.strip() for item in only for w in str(item).split(",") if w.strip()]
-    chosen = [p for p in found if any(p.stem == w or p.stem.split("_", 1)[0] == w.zfill(2) for w in wanted)]
-    if not chosen:
+
+    def matches(p: Path, w: str) -> bool:
+        return p.stem == w or p.stem.split("_", 1)[0] == w.zfill(2)
+
+    unknown = [w for w in wanted if not any(matches(p, w) for p in found)]
+    if unknown or not wanted:
         raise ValueError(
-            f"--only {','.join(wanted)}: no notebook matches; expected numbers or stems among {[p.stem for p in found]}"
+            f"--only {','.join(unknown or wanted)}: no such notebook; expected numbers or stems among "
+            f"{[p.stem for p in found]}"
         )
-    return chosen
+    return [p for p in found if any(matches(p, w) for w in wanted)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -245,11 +250,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    """``python -m waveflow reproduce``: exit 1 naming the failing notebook."""
+    """``waveflow reproduce``: exit 1 naming the failing notebook."""
     start = time.perf_counter()
+    prog = getattr(args, "prog", "waveflow reproduce")
 
     def one_line(message, category, filename, lineno, file=None, line=None):
-        print(f"python -m waveflow reproduce: warning: {message}", file=sys.stderr)
+        print(f"{prog}: warning: {message}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
@@ -265,7 +271,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
                 html=not args.no_html,
             )
         except NotebookFailed as exc:
-            print(f"python -m waveflow reproduce: error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 1
     print(f"{len(runs)} notebook(s) in {time.perf_counter() - start:.1f} s; executed copies in {args.output}")
     if not args.no_report:

@@ -90,7 +90,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..devices import PRECISIONS, compute_dtype
+from ..devices import PRECISIONS, compute_dtype, resolve_device
 from .checkpoint import load_checkpoint, load_error_reason
 from .flow import WaveFlow, conditioning_order, prepare_latent, squeeze, unsqueeze
 
@@ -436,7 +436,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=4, help="inputs of equal length synthesised together (4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (0)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 (auto)"
+    )
     parser.add_argument(
         "--reference", action="store_true", help="use the slow reference inverse instead of the fast path"
     )
@@ -467,6 +469,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size: expected >= 1, got {args.batch_size}")
     if not (math.isfinite(args.sigma) and args.sigma >= 0):
         raise ValueError(f"--sigma: expected a finite value >= 0, got {args.sigma}")
+    args.device = str(resolve_device(args.device))
     model, info = load_checkpoint(args.checkpoint, device=args.device)
     items: list[tuple[str, torch.Tensor]] = []
     for path in args.wav:

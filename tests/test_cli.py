@@ -74,3 +74,24 @@ def test_every_device_flag_defaults_to_auto():
         for action in parser._actions:
             if "--device" in action.option_strings and name != "gpu-check":
                 assert action.default == "auto", f"{name} --device defaults to {action.default!r}"
+
+
+def test_errors_name_the_flag_not_the_internal_parameter():
+    import argparse
+
+    from waveflow.cli import as_flags
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--pue")
+    assert as_flags("TrainConfig.lr: expected a finite positive learning rate", parser).startswith("--lr: expected")
+    assert as_flags("TrainConfig.log_every: expected a positive integer", parser).startswith("--log-every:")
+    assert as_flags("resolve_pue: unknown preset 'x'", parser).startswith("--pue: unknown preset")
+    assert as_flags("TrainConfig.segment: 3 is not a multiple", parser).startswith("TrainConfig.segment")
+
+
+def test_a_bad_learning_rate_on_the_command_line_names_the_flag(tmp_path, capsys):
+    assert main(["train", "--lr", "-1", "--steps", "1", "--out", str(tmp_path / "run")], prog="waveflow") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("waveflow train: error: --lr: expected"), err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 
@@ -123,6 +124,21 @@ def build_parser(prog: str = "waveflow") -> argparse.ArgumentParser:
     return parser
 
 
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """Name the flag the user typed where a message names the Python parameter behind it.
+
+    Configuration objects and helpers validate their own fields (``TrainConfig.lr: expected ...``,
+    ``resolve_pue: ...``), which is right for Python callers; on the command line the same check is
+    reported as ``--lr: expected ...``.
+    """
+    flags = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings}
+
+    def flag(match: re.Match) -> str:
+        return flags.get(match.group(1), match.group(0))
+
+    return re.sub(r"\b(?:[A-Z]\w*Config\.|resolve_)(\w+)\b", flag, message)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point: parse, dispatch, and turn expected errors into a one-line message + exit 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -150,5 +166,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         return int(getattr(module, command.run)(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"{prog} {name}: error: {exc}", file=sys.stderr)
+        print(f"{prog} {name}: error: {as_flags(str(exc), parser)}", file=sys.stderr)
         return 2

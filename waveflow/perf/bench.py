@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -360,12 +361,29 @@ def run_benchmarks(
     train_segment: int = TRAIN_SEGMENT,
     overhead_work_s: float = 0.75,
 ) -> pd.DataFrame:
-    """Run all benchmarks; one row per measured quantity (``train_config=None`` skips training)."""
+    """Run all benchmarks; one row per measured quantity (``train_config=None`` skips training).
+
+    A bar on stderr names the stage running (the whole takes minutes on a laptop CPU); stdout keeps
+    only the table.
+    """
+    from tqdm.auto import tqdm
+
     peaks: list[float] = []
+    stages = ["synthesis", "bf16", *(["training", "kernel choices"] if train_config else []), "reference", "overhead"]
+    bar = tqdm(total=len(stages), desc="bench", unit="stage", file=sys.stderr, leave=False)
+
+    def stage(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(0 if name == stages[0] else 1)
+
+    stage("synthesis")
     rows: list[dict | PeakRatio] = synthesis_vs_peak(configs, seconds, batch, repeats, peaks)
+    stage("bf16")
     rows += bf16_speedup(configs[0], seconds, repeats)
     if train_config:
+        stage("training")
         rows += training_vs_peak(train_config, repeats, segment=train_segment, peaks=peaks)
+        stage("kernel choices")
         rows += kernel_choice_rows(get_config(train_config), train_segment)
     run_peak = max(peaks)
     peak = {
@@ -375,12 +393,13 @@ def run_benchmarks(
         "detail": f"float32 2048x2048 torch.mm, best of the run's {len(peaks)} samples "
         "(0.1-s products and the training's sustained windows)",
     }
-    rows = [
-        peak,
-        *(r.row(run_peak) if isinstance(r, PeakRatio) else r for r in rows),
-        *fast_vs_reference(configs[0]),
-        *metering_overhead(overhead_repeats, overhead_work_s),
-    ]
+    stage("reference")
+    reference = fast_vs_reference(configs[0])
+    stage("overhead")
+    overhead = metering_overhead(overhead_repeats, overhead_work_s)
+    bar.update(1)
+    bar.close()
+    rows = [peak, *(r.row(run_peak) if isinstance(r, PeakRatio) else r for r in rows), *reference, *overhead]
     return pd.DataFrame(rows)
 
 

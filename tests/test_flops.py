@@ -9,7 +9,16 @@ from conftest import tiny_config
 
 from waveflow.audio import HOP_LENGTH, SAMPLE_RATE
 from waveflow.cli import main
-from waveflow.measures.flops import COUNT_SAMPLES, aten_flops, aten_training_flops, count, thop_macs, thop_rules
+from waveflow.measures.flops import (
+    COUNT_SAMPLES,
+    aten_flops,
+    aten_training_flops,
+    count,
+    count_flops,
+    flops_per_audio_second,
+    thop_macs,
+    thop_rules,
+)
 from waveflow.model import PAPER_CONFIGS, FastSynthesizer, WaveFlow
 
 
@@ -133,3 +142,86 @@ def test_synthesis_count_from_one_and_two_flows_equals_the_full_count(n_flows):
         full = aten_flops(synth, (mel, 1.0, audio))
     assert full > 0
     assert count(cfg, "synthesis").flops_per_audio_second == full * (SAMPLE_RATE / COUNT_SAMPLES)
+
+
+# ------------------------------------------------------------------------------------------
+# any model: count_flops and flops_per_audio_second
+def test_linear_and_conv1d_count_two_flops_per_multiply_accumulate():
+    linear, x = torch.nn.Linear(16, 8), torch.randn(4, 16)
+    assert count_flops(linear, x) == 2 * 4 * 16 * 8  # the bias add is elementwise, not counted
+    conv, a = torch.nn.Conv1d(3, 5, kernel_size=7), torch.randn(2, 3, 50)
+    assert count_flops(conv, a) == 2 * (2 * 44 * 5) * (3 * 7)  # output positions x (in channels x kernel)
+    grouped = torch.nn.Conv1d(4, 6, kernel_size=3, groups=2, padding=1)
+    assert count_flops(grouped, torch.randn(1, 4, 10)) == 2 * (10 * 6) * (2 * 3)
+
+
+def test_a_plain_function_and_keyword_inputs_count():
+    def attention_scores(q, k, scale=1.0):
+        return (q @ k.transpose(-1, -2)) * scale
+
+    q, k = torch.randn(2, 10, 4), torch.randn(2, 12, 4)
+    assert count_flops(attention_scores, q, k, scale=0.5) == 2 * 2 * 10 * 12 * 4
+    assert count_flops(lambda pair: pair[0] @ pair[1], (torch.randn(3, 5), torch.randn(5, 7))) == 2 * 3 * 5 * 7
+
+
+def test_meta_counts_equal_real_counts_and_leave_the_module_alone():
+    model = torch.nn.Sequential(
+        torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(1, 8, 5, padding=2)),
+        torch.nn.Tanh(),
+        torch.nn.ConvTranspose1d(8, 4, 4, stride=2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 66, 3),
+    )
+    x = torch.randn(2, 1, 32)
+    assert count_flops(model, x, device="meta") == count_flops(model, x) > 0
+    assert count_flops(model, x, backward=True, device="meta") == count_flops(model, x, backward=True)
+    assert all(p.device.type == "cpu" and p.grad is None for p in model.parameters())  # not moved, no grads left
+    assert count_flops(model, x, device=torch.device("meta")) == count_flops(model, x)
+
+
+def test_backward_counts_the_gradient_products_of_a_loss_or_of_the_sum():
+    linear, x = torch.nn.Linear(16, 8), torch.randn(4, 16)
+    forward = count_flops(linear, x)
+    assert count_flops(linear, x, backward=True) == 2 * forward  # weight gradient; the input needs none
+    assert count_flops(linear, x.clone().requires_grad_(), backward=True) == 3 * forward
+    loss = count_flops(lambda a: linear(a).pow(2).mean(), x, backward=True)  # a scalar loss the caller returns
+    assert loss == 2 * forward
+    assert linear.weight.grad is not None  # a plain callable's leaves accumulate, as a training step's would
+
+
+def test_flops_per_audio_second_divides_by_the_audio_the_inputs_stand_for():
+    conv = torch.nn.Conv1d(1, 4, 3, padding=1)
+    one_second = torch.randn(1, 1, 16_000)
+    assert flops_per_audio_second(conv, one_second, audio_seconds=1.0) == count_flops(conv, one_second)
+    two = flops_per_audio_second(conv, torch.randn(2, 1, 16_000), audio_seconds=2.0, device="meta")
+    assert two == count_flops(conv, one_second)
+    for bad in (0, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="audio_seconds"):
+            flops_per_audio_second(conv, one_second, audio_seconds=bad)
+
+
+def test_a_model_that_cannot_run_on_meta_says_so():
+    class ReadsValues(torch.nn.Module):
+        def forward(self, x):
+            return x * float(x.abs().max())
+
+    with pytest.raises(RuntimeError, match=r"ReadsValues cannot run on the meta device .*device=None"):
+        count_flops(ReadsValues(), torch.randn(3), device="meta")
+    assert count_flops(ReadsValues(), torch.randn(3)) == 0  # on real tensors it counts (no products)
+    with pytest.raises(ValueError, match="device='cuda:0'; expected None"):
+        count_flops(torch.nn.Linear(2, 2), torch.randn(1, 2), device="cuda:0")
+    with pytest.raises(ValueError, match="requires grad"):
+        count_flops(lambda a: a * 2, torch.randn(3), backward=True)
+
+
+def test_count_flops_agrees_with_the_waveflow_density_count():
+    cfg = tiny_config(h=8, r=8)
+    with torch.device("meta"):
+        model = WaveFlow(cfg, weight_norm=False)
+    audio, mel = _meta_inputs(cfg)
+    with torch.no_grad():
+        expected = aten_flops(model, (audio, mel))
+    assert count_flops(model, audio, mel) == expected
+    assert flops_per_audio_second(model, audio, mel, audio_seconds=COUNT_SAMPLES / SAMPLE_RATE) == pytest.approx(
+        count(cfg, "density").flops_per_audio_second, rel=1e-12
+    )

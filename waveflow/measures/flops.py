@@ -24,6 +24,12 @@ with respect to every parameter); ``synthesis`` is the cached row-by-row inverse
 :mod:`waveflow.model.synthesis`, which does the density pass's convolution work over h - 1 row steps
 as plain matrix products (thop's module hooks cannot see those, so its cross-check for synthesis is
 thop's count of the density pass, which does the same products on the same h - 1 input rows).
+
+Any other model: :func:`count_flops` counts the FLOPs of any ``nn.Module`` or callable at given
+inputs with the same FlopCounterMode (forward only, or forward + backward of a loss), on the inputs'
+own device or on ``meta``; :func:`flops_per_audio_second` divides by the seconds of audio the inputs
+stand for, whatever their sample rate. They are how a model that is not WaveFlow gets the compute
+axis of the paper's comparison.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import pandas as pd
 import thop
 import torch
 from thop.vision.basic_hooks import count_convNd
 from torch import nn
+from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..audio import HOP_LENGTH, SAMPLE_RATE
@@ -92,6 +102,180 @@ def aten_training_flops(model: WaveFlow, audio: torch.Tensor, mel: torch.Tensor)
         forward = float(counter.get_total_flops())
         loss.backward()
     return forward, float(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------------------------
+# any model
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``value`` with ``fn`` applied to every tensor inside tuples, lists and dicts (others kept)."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        mapped = [_map_tensors(v, fn) for v in value]
+        return type(value)(*mapped) if hasattr(value, "_fields") else type(value)(mapped)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor inside ``value`` (a tensor, or tuples, lists and dicts of them), in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _to_meta(t: torch.Tensor) -> torch.Tensor:
+    """A meta tensor of ``t``'s shape and dtype: a new leaf, requiring grad where ``t`` does, so a
+    backward on meta ends in it instead of trying to reach the real tensor."""
+    return t.detach().to("meta").requires_grad_(t.requires_grad)
+
+
+def _loss_of(output: Any) -> torch.Tensor:
+    """What ``backward=True`` differentiates: a scalar output as it is, otherwise the ``.sum()`` of every
+    floating-point tensor in the output (a sum adds no counted FLOPs and reaches every element)."""
+    tensors = [t for t in _tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not tensors:
+        raise ValueError(
+            "count_flops: backward=True, but the output depends on no tensor that requires grad; expected a "
+            "module with trainable parameters or inputs with requires_grad=True"
+        )
+    if len(tensors) == 1 and tensors[0].numel() == 1:
+        return tensors[0].reshape(())
+    return functools.reduce(torch.add, (t.sum() for t in tensors))
+
+
+def _name(model_or_fn: Any) -> str:
+    return type(model_or_fn).__name__ if isinstance(model_or_fn, nn.Module) else getattr(model_or_fn, "__name__", "fn")
+
+
+def _is_meta(device: str | torch.device | None) -> bool:
+    if device is None:
+        return False
+    try:
+        return torch.device(device).type == "meta"
+    except (RuntimeError, TypeError):  # not a device name at all
+        return False
+
+
+def _run(fn: Callable[..., Any], args: tuple, kwargs: dict, model_or_fn: Any, meta: bool) -> Any:
+    """``fn(*args, **kwargs)``; on meta, a failure says that the model cannot be counted there and why."""
+    if not meta:
+        return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise RuntimeError(
+            f"count_flops: {_name(model_or_fn)} cannot run on the meta device ({reason}); it reads tensor "
+            "values or makes tensors on a fixed device: count it with device=None on real inputs"
+        ) from exc
+
+
+def count_flops(
+    model_or_fn: nn.Module | Callable[..., Any],
+    *inputs: Any,
+    backward: bool = False,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> float:
+    """FLOPs of ``model_or_fn(*inputs, **kwargs)``, counted by PyTorch's aten-level FlopCounterMode.
+
+    The count is what the operators that ran report (2 x MACs for convolutions and matrix
+    products, attention included; elementwise work is not counted), so it applies to any model
+    without rules written for it, and it depends only on the shapes: counting a batch of one
+    second of audio gives the compute of one second, whatever the model.
+
+    Args:
+        model_or_fn: an ``nn.Module`` or any callable (a closure over a model, a training-step function).
+        *inputs: positional arguments of the call; tensors may sit inside tuples, lists and dicts.
+        backward: ``False`` (default) counts one forward under ``torch.no_grad()``. ``True`` counts the
+            forward with autograd on and the backward of the returned scalar loss, or of the ``.sum()``
+            of the output when it is not a scalar (the gradient work of a training step). For a module
+            on real tensors, its parameters' ``.grad`` are restored afterwards; a plain callable's
+            leaves accumulate gradients as a training step would.
+        device: ``None`` (default) counts where the model and inputs are. ``"meta"`` counts on the
+            meta device: tensor inputs and a module's parameters and buffers are replaced by meta
+            tensors of the same shapes (the module itself is not changed), so nothing is allocated
+            or computed: a model larger than the machine's memory can be counted. A plain callable has only its tensor
+            inputs moved. A model that reads values (``.item()``, data-dependent shapes) or makes
+            tensors on a fixed device cannot run on meta: that is a ``RuntimeError`` that says so
+            and suggests ``device=None``.
+        **kwargs: keyword arguments of the call (moved to meta like ``inputs``).
+
+    Returns:
+        The total FLOPs of the call (forward, or forward + backward).
+
+    Raises:
+        ValueError: ``device`` other than ``None`` or ``"meta"``; ``backward=True`` with nothing to
+            differentiate.
+        RuntimeError: the model cannot run on the meta device.
+    """
+    if not callable(model_or_fn):
+        raise ValueError(f"count_flops: expected an nn.Module or a callable, got {type(model_or_fn).__name__}")
+    meta = _is_meta(device)
+    if device is not None and not meta:
+        raise ValueError(
+            f"count_flops: device={device!r}; expected None (count where the model and inputs are) or 'meta' "
+            "(shapes only)"
+        )
+    call: Callable[..., Any] = model_or_fn
+    if meta:
+        inputs = _map_tensors(inputs, _to_meta)
+        kwargs = _map_tensors(kwargs, _to_meta)
+        if isinstance(model_or_fn, nn.Module):
+            state = {k: _to_meta(v) for k, v in model_or_fn.named_parameters()}
+            state.update({k: _to_meta(v) for k, v in model_or_fn.named_buffers()})
+
+            def call(*args: Any, **kw: Any) -> Any:
+                return functional_call(model_or_fn, state, args, kw)
+
+    keep_grads = backward and not meta and isinstance(model_or_fn, nn.Module)
+    saved = [(p, p.grad) for p in model_or_fn.parameters()] if keep_grads else []
+    try:
+        with FlopCounterMode(display=False) as counter:
+            if backward:
+                with torch.enable_grad():
+                    output = _run(call, inputs, kwargs, model_or_fn, meta)
+                    loss = _loss_of(output)
+                    _run(loss.backward, (), {}, model_or_fn, meta)
+            else:
+                with torch.no_grad():
+                    _run(call, inputs, kwargs, model_or_fn, meta)
+    finally:
+        for p, grad in saved:
+            p.grad = grad
+    return float(counter.get_total_flops())
+
+
+def flops_per_audio_second(
+    model_or_fn: nn.Module | Callable[..., Any],
+    *inputs: Any,
+    audio_seconds: float,
+    backward: bool = False,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> float:
+    """:func:`count_flops` of a call whose inputs stand for ``audio_seconds`` of audio, per second.
+
+    The compute axis of a model comparison: for a vocoder, inputs of ``n`` samples at ``sr`` Hz
+    stand for ``n / sr`` seconds (``n`` samples times a batch of ``b`` clips: ``b * n / sr``), so
+    models at different sample rates compare on the same footing. A model whose cost has a fixed
+    part (a per-clip encoder) is best counted on inputs of about a second or more.
+
+    Raises:
+        ValueError: ``audio_seconds`` not a finite number > 0 (and as :func:`count_flops`).
+    """
+    if isinstance(audio_seconds, bool) or not isinstance(audio_seconds, numbers.Real):
+        raise ValueError(f"flops_per_audio_second: audio_seconds={audio_seconds!r}; expected a number of seconds > 0")
+    if not (math.isfinite(audio_seconds) and audio_seconds > 0):
+        raise ValueError(f"flops_per_audio_second: audio_seconds={audio_seconds!r}; expected a finite number > 0")
+    return count_flops(model_or_fn, *inputs, backward=backward, device=device, **kwargs) / audio_seconds
 
 
 @dataclass(frozen=True)

@@ -43,14 +43,19 @@ validation clips that are at least that long). The evaluation saves and restores
 run with marks follows the same weights as a run without (``tests/test_train.py``).
 
 Modules: :mod:`~waveflow.train.options` (what a run is asked and returns), :mod:`~waveflow.train.loop`
-(:func:`train`), :mod:`~waveflow.train.metrics` (the log), :mod:`~waveflow.train.evaluation` (held-out
-scores), :mod:`~waveflow.train.spend` (energy, time, budgets), :mod:`~waveflow.train.command` (the CLI).
+(:func:`train` and its steps), :mod:`~waveflow.train.opening` (checks, data, model, resume, meter),
+:mod:`~waveflow.train.run_state` (a run between steps: spend, checkpoints, marks),
+:mod:`~waveflow.train.metrics` (the log), :mod:`~waveflow.train.evaluation` (held-out scores),
+:mod:`~waveflow.train.spend` (energy, time, budgets), :mod:`~waveflow.train.command` (the CLI),
+:mod:`~waveflow.train.distributed` (the process group; with :mod:`~waveflow.train.rank_energy` and
+:mod:`~waveflow.train.rank_failures`).
 """
 
 from .command import add_arguments, config_from_args, run
 from .evaluation import heldout_crops, validation_nll
-from .loop import train, world_size_warning
+from .loop import train
 from .metrics import append_metrics, last_checkpoint, read_metrics
+from .opening import world_size_warning
 from .options import PAPER_BATCH, PAPER_STEPS, TrainConfig, TrainingDiverged, TrainResult, positive_number
 from .spend import TrainingSpend
 

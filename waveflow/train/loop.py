@@ -1,36 +1,36 @@
-"""The training loop behind :func:`train`: opening or resuming a run, the optimisation step with
-its divergence checks, checkpoints, marks and budgets (the run's contract is described in
-:mod:`waveflow.train`)."""
+"""The training loop behind :func:`train`: the run opened (:mod:`~waveflow.train.opening`), then
+step after step, each with its divergence checks, its stop decision, its quality mark and its
+checkpoints, until the last step or a stop, and the run closed with its energy record (the run's
+contract is described in :mod:`waveflow.train`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from ..data import LJSpeech, validate_dataset
-from ..devices import use_deterministic_kernels
-from ..files import atomic_write
-from ..measures.quality import heldout_nll
-from ..model import WaveFlow, WaveFlowConfig, read_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..energy.merge import MergedEnergy
+from ..model import WaveFlow
 from . import distributed
-from .evaluation import heldout_crops, validate
-from .metrics import append_metrics, last_checkpoint
-from .options import RESUME_MUST_MATCH, TrainConfig, TrainingDiverged, TrainResult
-from .spend import TrainingSpend, energy_paths, finish_energy, over_budget
+from .evaluation import validate
+from .metrics import append_metrics
+from .opening import open_run, start_metering, write_start
+from .options import TrainConfig, TrainingDiverged, TrainResult
+from .run_state import RunState
+from .spend import finish_energy, over_budget
 
 
 def _check_finite(loss: torch.Tensor, grad_norm: torch.Tensor | None, step: int, ckpt: Path) -> None:
+    """Raise :class:`TrainingDiverged`, naming the step and the checkpoint left intact, when the loss or
+    the gradient norm is not finite: a diverged run stops before its weights turn to NaN."""
     what = None
     if not torch.isfinite(loss):
         what = f"the loss is {loss.item()}"
@@ -83,51 +83,6 @@ def _optimisation_step(
     _check_finite(global_loss, grad_norm, step, last)
     optimizer.step()
     return global_loss.item(), grad_norm.item()
-
-
-def _read_resume(config: TrainConfig, last: Path) -> dict[str, Any]:
-    """Read and check the checkpoint to resume from (on rank 0, which broadcasts it).
-
-    Refuses a checkpoint of another model configuration, and one whose run used other options
-    among :data:`RESUME_MUST_MATCH` (they decide the batches and the optimiser's path). A
-    different world size is allowed when it divides the global batch, with a warning.
-    """
-    out = last.parent.parent
-    if not last.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last}; expected a run started with --out {out}")
-    payload = read_checkpoint(last, map_location="cpu")
-    saved = WaveFlowConfig.from_dict(payload["config"])
-    if saved != config.model:
-        raise ValueError(f"--resume: checkpoint {last} was trained with {saved}, not {config.model}")
-    before = payload.get("extra", {}).get("train", {})
-    now = config.to_dict()
-    changed = {k: (before[k], now[k]) for k in RESUME_MUST_MATCH if k in before and before[k] != now[k]}
-    if changed:
-        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(
-            f"--resume: options differ from the run in {out} ({detail}); expected the same values, "
-            "or start a new run with another --out"
-        )
-    return payload
-
-
-def world_size_warning(before: int, now: int, batch_size: int) -> str:
-    """What changes when a run resumes with another world size (the same global batch either way)."""
-    return (
-        f"--resume: the run in this folder was trained with world size {before}, now {now}: the data order per rank "
-        f"changes (each of the {now} ranks now takes {batch_size // now} of the {batch_size} clips of every global "
-        "batch). The global batches, the averaged gradient and the learning rate are the same, so the run follows "
-        "the same path, but the gradients are summed in another order: losses match an uninterrupted run to float "
-        "rounding, not bit for bit."
-    )
-
-
-def _restore(payload: dict[str, Any], model: WaveFlow, optimizer: torch.optim.Optimizer) -> int:
-    """Load a checked checkpoint payload into the model and optimiser, restore every RNG, return its step."""
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    set_rng_state(payload["rng"])
-    return int(payload["step"])
 
 
 def train(
@@ -192,65 +147,6 @@ def train(
             ctx.close()  # after a failure the group may be half dead: the process exit releases it
 
 
-def _open_run(
-    ctx: distributed.DistContext, config: TrainConfig, resume: bool, last: Path, val_set: LJSpeech | None
-) -> tuple[Any, list[tuple[str, torch.Tensor]]]:
-    """``(checkpoint payload or None, held-out crops)`` of the run about to start.
-
-    Rank 0 reads and checks the checkpoint (its file system holds the run) and broadcasts the
-    payload or the error, so every rank resumes from the same state or fails with the same message.
-    """
-    payload: Any = None
-    crops: list[tuple[str, torch.Tensor]] = []
-    if ctx.info.is_main:
-        try:
-            if config.eval_every:
-                assert val_set is not None
-                crops = heldout_crops(val_set, config.val_clips, config.val_samples, config.data)
-            if resume:
-                payload = _read_resume(config, last)
-            elif last.exists():
-                raise ValueError(
-                    f"--out {config.out} already holds a run ({last}); pass --resume to continue it or choose "
-                    "another --out"
-                )
-        except (ValueError, FileNotFoundError) as exc:
-            payload = exc
-    payload = ctx.broadcast(payload)
-    if isinstance(payload, Exception):
-        raise payload
-    return payload, crops
-
-
-def _write_start(
-    ctx: distributed.DistContext,
-    config: TrainConfig,
-    resume: bool,
-    step: int,
-    model: WaveFlow,
-    train_clips: int,
-    validation_clips: int,
-) -> None:
-    """Rank 0: the run's options (``run.json``, atomic) and its start/resume line in the metrics log."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
-    atomic_write(out / "run.json", lambda p: Path(p).write_text(run_json))
-    record = {
-        "kind": "start" if not resume else "resume",
-        "step": step,
-        "time": time.time(),
-        "host": socket.gethostname(),
-        "device": str(ctx.device),
-        "world_size": ctx.world_size,
-        "backend": ctx.backend,
-        "params": model.num_parameters(),
-        "train_clips": train_clips,
-        "validation_clips": validation_clips,
-    }
-    append_metrics(out / "metrics.jsonl", record)
-
-
 def _train(
     ctx: distributed.DistContext,
     config: TrainConfig,
@@ -264,192 +160,178 @@ def _train(
     should_stop: Callable[[int], bool] | None,
     stop_handler: distributed.StopHandler | None,
 ) -> TrainResult:
-    out = Path(config.out)
-    ckpt_dir = out / "checkpoints"
-    last = last_checkpoint(out)
-    metrics_path = out / "metrics.jsonl"
-    device, main, world = ctx.device, ctx.info.is_main, ctx.world_size
-    if config.energy_budget_j is not None and energy is False:
-        raise ValueError("--energy-budget: the run is not metered; expected a metered run (drop --no-energy)")
-    rows = distributed.rank_rows(config.batch_size, ctx.rank, world)  # ValueError unless world | batch
-    if deterministic:
-        use_deterministic_kernels(device)
-    if stop_handler is not None:
-        stop_handler.checkpoint = last
+    """One rank's run, in the order that keeps it exact: open (or resume) the run, wrap the loss for
+    DDP, write the start record, start the meter, then train (:func:`_train_steps`)."""
+    run, payload = open_run(ctx, config, resume, deterministic, energy, stop_handler)
+    loss_fn = ctx.wrap(_NegLogLikelihood(run.model))
+    if run.main:
+        write_start(run, resume)
+    start_metering(run, energy, carbontracker, cpu_tdp_w, resume, payload)
+    return _train_steps(run, loss_fn, on_step, progress, should_stop, stop_handler)
 
-    report = validate_dataset(config.data)  # bad data is reported here, before any compute
-    common = dict(
-        segment=config.segment,
-        n_height=config.model.n_height,
-        batch_size=config.batch_size,  # the global batch: every rank draws it and keeps its rows
-        seed=config.seed,
-        report=report,
-    )
-    train_set = LJSpeech(config.data, "train", **common)
-    val_set = LJSpeech(config.data, "validation", **common) if main else None
 
-    torch.manual_seed(config.seed)
-    model = WaveFlow(config.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    payload, crops = _open_run(ctx, config, resume, last, val_set)
-    step = _restore(payload, model, optimizer) if resume else 0
-    before = int(payload.get("extra", {}).get("world_size", 1)) if resume else world
-    if resume and before != world and main:
-        warnings.warn(world_size_warning(before, world, config.batch_size), stacklevel=2)
-    loss_fn = ctx.wrap(_NegLogLikelihood(model))
+@dataclass
+class _Tally:
+    """What the loop has seen so far, for the run's :class:`TrainResult`."""
 
-    if main:
-        _write_start(ctx, config, resume, step, model, len(train_set), len(val_set) if val_set is not None else 0)
+    start_time: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    loss_value: float = math.nan
+    val: float | None = None
+    stopped_by: str = "steps"
+    marks: list[dict[str, Any]] = field(default_factory=list)
 
-    def checkpoint(path: Path, spent: dict[str, Any]) -> None:
-        extra = {"train": config.to_dict(), "world_size": world, "backend": ctx.backend, "spent": spent}
-        save_checkpoint(path, model, optimizer, step, extra=extra)
 
-    def spent_state() -> dict[str, Any]:
-        """What every rank spent so far, for a checkpoint (a collective; pauses the count: a
-        checkpoint's write is not training)."""
-        spend.pause()
-        joules, low, high, _ = spent_total()
-        return {"energy_j": joules, "energy_j_low": low, "energy_j_high": high, "wall_s": spend.seconds}
+def _train_steps(
+    run: RunState,
+    loss_fn: torch.nn.Module,
+    on_step: Callable[[int, float], None] | None,
+    progress: bool,
+    should_stop: Callable[[int], bool] | None,
+    stop_handler: distributed.StopHandler | None,
+) -> TrainResult:
+    """Step until ``steps`` or a stop every rank agreed on, then close the run.
 
-    paths = energy_paths(energy, out)
-    meter = None
-    if paths is not None:
-        meter = distributed.RankMeter(
-            ctx,
-            f"train {config.name}",
-            cpu_tdp_w=cpu_tdp_w,
-            carbontracker_dir=out / "carbontracker" if carbontracker else None,
-        )
-        meter.start()
-    spend = TrainingSpend(meter.meter.readers if meter is not None and meter.meter is not None else [])
-    if resume:
-        # The checkpoint holds the total of every rank: rank 0 carries it on, the others restart at 0 J.
-        # Wall seconds run in parallel on every rank, so each rank carries them on.
-        before = dict(payload.get("extra", {}).get("spent", {}))
-        if not main:
-            before.update(energy_j=0.0, energy_j_low=0.0, energy_j_high=0.0)
-        spend.restore(before)
-    metered = meter is not None
-
-    def spent_total() -> tuple[float, float, float, float]:
-        """(joules, low, high, seconds) of every rank so far (a collective: every rank calls it)."""
-        j, secs = spend.now()
-        if not metered:
-            return math.nan, math.nan, math.nan, secs
-        running = 0.0 if math.isnan(j) else j - spend.joules  # the open span's joules
-        return (
-            ctx.total(0.0 if math.isnan(j) else j),
-            ctx.total(spend.low + running * (spend.low / spend.joules if spend.joules else 1.0)),
-            ctx.total(spend.high + running * (spend.high / spend.joules if spend.joules else 1.0)),
-            secs,
-        )
-
-    def mark() -> dict[str, Any]:
-        """Held-out NLL and what training has spent so far (spend paused; RNG untouched)."""
-        spend.pause()
-        joules, low, high, secs = spent_total()
-        record: dict[str, Any] = {
-            "kind": "mark",
-            "step": step,
-            "examples": step * config.batch_size,
-            "energy_j": joules,
-            "energy_method": spend.method if metered else "not metered",
-            "energy_j_low": low if metered and spend.estimated else None,
-            "energy_j_high": high if metered and spend.estimated else None,
-            "wall_s": secs,
-        }
-        if main:
-            saved = rng_state()
-            try:
-                record["heldout_nll_bits"] = heldout_nll(model, crops)["bits_per_sample"]
-            finally:
-                set_rng_state(saved)
-            append_metrics(metrics_path, record)
-        return record
-
-    model.train()
-    history: list[dict[str, Any]] = []
-    start_time, samples, loss_value, val = time.perf_counter(), 0, float("nan"), None
-    stopped_by, marks = "steps", []
+    Each step is followed by the stop decision, the quality mark and the checkpoints, in that
+    order: a stopped run still marks and saves the step it stopped at. A failed run stops its
+    meter (threads and Carbontracker) and logs no energy.
+    """
+    config = run.config
+    run.model.train()
+    tally = _Tally(start_time=time.perf_counter())
     budgets = config.energy_budget_j is not None or config.time_budget_s is not None
-    bar = tqdm(total=config.steps, initial=step, disable=not (progress and main), desc=config.name, unit="step")
+    bar = tqdm(total=config.steps, initial=run.step, disable=not (progress and run.main), desc=config.name, unit="step")
     try:
-        while step < config.steps:
-            spend.resume()
-            batch = train_set.batch(step)  # batch of step s+1 is batch(s): a pure function of (seed, s)
-            audio, mel = batch.audio[rows].to(device), batch.mel[rows].to(device)
-            t0 = time.perf_counter()
-            loss_value, grad_norm = _optimisation_step(
-                loss_fn, model, optimizer, audio, mel, config.grad_clip, step + 1, last, ctx
-            )
-            step += 1
-            if stop_handler is not None:
-                stop_handler.step = step
-            dt = time.perf_counter() - t0
-            n = audio.numel() * world
-            samples += n
-            record = {
-                "kind": "train",
-                "step": step,
-                "loss": loss_value,
-                "grad_norm": grad_norm,
-                "seconds": dt,
-                "samples_per_s": n / dt,
-                "wall": time.perf_counter() - start_time,
-            }
-            history.append(record)
-            if main and step % config.log_every == 0:
-                append_metrics(metrics_path, record)
-            if on_step is not None:
-                on_step(step, loss_value)
-            bar.set_postfix(loss=f"{loss_value:.3f}", samples_s=f"{n / dt:,.0f}")
-            bar.update(1)
-            over = over_budget(config, spent_total()) if budgets else ""
-            asked = should_stop is not None and bool(should_stop(step))
-            stop = (should_stop is not None or budgets) and ctx.agree(asked or bool(over))
-            if stop:
-                stopped_by = over or "should_stop"
-                if main:
-                    append_metrics(metrics_path, {"kind": "stop", "step": step, "reason": stopped_by})
-            if config.eval_every and (step % config.eval_every == 0 or step == config.steps or stop):
-                marks.append(mark())
-            if (config.val_every and step % config.val_every == 0) or step == config.steps or stop:
-                if main and config.val_clips:
-                    assert val_set is not None
-                    val = validate(config, model, val_set, step, marks, metrics_path, start_time)
-                spent = spent_state()
-                if main:
-                    checkpoint(last, spent)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                spent = spent_state()
-                if main:
-                    checkpoint(ckpt_dir / f"step_{step:07d}.pt", spent)
+        while run.step < config.steps:
+            _one_step(run, loss_fn, tally, bar, on_step, stop_handler)
+            stop = _agree_to_stop(run, tally, should_stop, budgets)
+            _quality_mark(run, tally, stop)
+            _validate_and_save(run, tally, stop)
             if stop:
                 break
         bar.close()
-        spent = spent_state()
-        if main and not last.exists():  # steps already reached at start (resume of a finished run)
-            checkpoint(last, spent)
-        merged = finish_energy(ctx, meter, paths, step, metrics_path) if meter is not None else None
-        meter = None
-        if main:
-            append_metrics(metrics_path, {"kind": "spent", "step": step, "method": spend.method, **spent})
+        spent, merged = _finish(run)
     finally:
-        if meter is not None:  # a failed run: stop the meter's threads and Carbontracker, log nothing
-            meter.stop()
+        if run.meter is not None:  # a failed run: stop the meter's threads and Carbontracker, log nothing
+            run.meter.stop()
     return TrainResult(
-        out,
-        step,
-        last,
-        loss_value,
-        val,
-        time.perf_counter() - start_time,
-        samples,
-        history,
-        world,
+        run.out,
+        run.step,
+        run.last,
+        tally.loss_value,
+        tally.val,
+        time.perf_counter() - tally.start_time,
+        tally.samples,
+        tally.history,
+        run.ctx.world_size,
         merged,
         spent=spent,
-        stopped_by=stopped_by,
-        marks=marks,
+        stopped_by=tally.stopped_by,
+        marks=tally.marks,
     )
+
+
+def _one_step(
+    run: RunState,
+    loss_fn: torch.nn.Module,
+    tally: _Tally,
+    bar: Any,
+    on_step: Callable[[int, float], None] | None,
+    stop_handler: distributed.StopHandler | None,
+) -> None:
+    """One optimisation step on this rank's rows of the global batch, counted as training.
+
+    The batch of step ``s+1`` is ``batch(s)``, a pure function of ``(seed, s)``: what makes a
+    resumed run repeat an uninterrupted one. The step's record goes to the history, every
+    ``log_every`` steps to the metrics log (rank 0), and to ``on_step``.
+    """
+    config, ctx = run.config, run.ctx
+    run.spend.resume()
+    batch = run.train_set.batch(run.step)
+    audio, mel = batch.audio[run.rows].to(ctx.device), batch.mel[run.rows].to(ctx.device)
+    t0 = time.perf_counter()
+    tally.loss_value, grad_norm = _optimisation_step(
+        loss_fn, run.model, run.optimizer, audio, mel, config.grad_clip, run.step + 1, run.last, ctx
+    )
+    run.step += 1
+    step, loss_value = run.step, tally.loss_value
+    if stop_handler is not None:
+        stop_handler.step = step
+    dt = time.perf_counter() - t0
+    n = audio.numel() * ctx.world_size
+    tally.samples += n
+    record = {
+        "kind": "train",
+        "step": step,
+        "loss": loss_value,
+        "grad_norm": grad_norm,
+        "seconds": dt,
+        "samples_per_s": n / dt,
+        "wall": time.perf_counter() - tally.start_time,
+    }
+    tally.history.append(record)
+    if run.main and step % config.log_every == 0:
+        append_metrics(run.metrics_path, record)
+    if on_step is not None:
+        on_step(step, loss_value)
+    bar.set_postfix(loss=f"{loss_value:.3f}", samples_s=f"{n / dt:,.0f}")
+    bar.update(1)
+
+
+def _agree_to_stop(run: RunState, tally: _Tally, should_stop: Callable[[int], bool] | None, budgets: bool) -> bool:
+    """Whether every rank stops after this step: a budget used up (on the merged total over ranks)
+    or ``should_stop`` on any rank, agreed through the process group so no rank waits for the
+    others forever. The reason goes to the metrics log."""
+    over = over_budget(run.config, run.spent_total()) if budgets else ""
+    asked = should_stop is not None and bool(should_stop(run.step))
+    stop = (should_stop is not None or budgets) and run.ctx.agree(asked or bool(over))
+    if stop:
+        tally.stopped_by = over or "should_stop"
+        if run.main:
+            append_metrics(run.metrics_path, {"kind": "stop", "step": run.step, "reason": tally.stopped_by})
+    return stop
+
+
+def _quality_mark(run: RunState, tally: _Tally, stop: bool) -> None:
+    """Every ``eval_every`` steps, at the last step and at a stop: held-out NLL beside what training
+    has spent so far (:meth:`RunState.mark`), so a run's quality can be read against its energy."""
+    config, step = run.config, run.step
+    if config.eval_every and (step % config.eval_every == 0 or step == config.steps or stop):
+        tally.marks.append(run.mark())
+
+
+def _validate_and_save(run: RunState, tally: _Tally, stop: bool) -> None:
+    """Validation and ``last.pt`` every ``val_every`` steps, at the last step and at a stop, so an
+    interrupted run resumes from its latest state; a kept ``step_NNNNNNN.pt`` every
+    ``checkpoint_every`` steps. The spend is paused first (on every rank: the total is a collective),
+    so neither counts as training."""
+    config, step = run.config, run.step
+    if (config.val_every and step % config.val_every == 0) or step == config.steps or stop:
+        if run.main and config.val_clips:
+            assert run.val_set is not None
+            tally.val = validate(config, run.model, run.val_set, step, tally.marks, run.metrics_path, tally.start_time)
+        spent = run.spent_state()
+        if run.main:
+            run.checkpoint(run.last, spent)
+    if config.checkpoint_every and step % config.checkpoint_every == 0:
+        spent = run.spent_state()
+        if run.main:
+            run.checkpoint(run.ckpt_dir / f"step_{step:07d}.pt", spent)
+
+
+def _finish(run: RunState) -> tuple[dict[str, Any], MergedEnergy | None]:
+    """Close a run that got through its steps: ``(what it spent, the merged energy record)``.
+
+    A run whose steps were already done when it started (the resume of a finished run) gets its
+    ``last.pt`` here; every rank's meter stops and rank 0 merges and logs the energy.
+    """
+    spent = run.spent_state()
+    if run.main and not run.last.exists():  # steps already reached at start (resume of a finished run)
+        run.checkpoint(run.last, spent)
+    meter, paths = run.meter, run.paths
+    merged = finish_energy(run.ctx, meter, paths, run.step, run.metrics_path) if meter is not None else None
+    run.meter = None
+    if run.main:
+        append_metrics(run.metrics_path, {"kind": "spent", "step": run.step, "method": run.spend.method, **spent})
+    return spent, merged

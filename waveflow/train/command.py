@@ -10,17 +10,33 @@ import sys
 from ..model import get_config
 from . import distributed
 from .loop import train
-from .options import TrainConfig, TrainingDiverged, positive_number
+from .options import TrainConfig, TrainingDiverged, TrainResult, positive_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``train``."""
+    """Arguments of ``train``, by topic, in the order ``--help`` lists them; defaults from :class:`TrainConfig`."""
     d = TrainConfig()
+    _model_arguments(parser)
+    _data_and_optimiser_arguments(parser, d)
+    _run_arguments(parser, d)
+    _evaluation_arguments(parser, d)
+    _budget_arguments(parser)
+    _energy_arguments(parser)
+    _distributed_arguments(parser)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model: a paper configuration and the overrides of its size."""
     parser.add_argument("--config", default="WF2", help="paper configuration WF1..WF5 to start from (WF2)")
     parser.add_argument("--res-channels", type=int, help="override r, the residual channels")
     parser.add_argument("--n-height", type=int, help="override h, the squeezed height (8, 16, 32, 64, 128)")
     parser.add_argument("--n-flows", type=int, help="override the number of flows (8)")
     parser.add_argument("--n-layers", type=int, help="override the layers per flow (8; h=8/16 only)")
+
+
+def _data_and_optimiser_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The data, the schedule and the optimiser: what decides the batches and the optimiser's path
+    (a resume must keep them)."""
     parser.add_argument("--data", default=d.data, help="LJSpeech-format folder (default: bundled ljspeech-mini)")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"total steps ({d.steps})")
     parser.add_argument(
@@ -37,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--grad-clip", type=float, default=d.grad_clip, help=f"max gradient norm, 0 = off ({d.grad_clip})"
     )
     parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+
+
+def _run_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """The run folder, whether to resume it, and the device."""
     parser.add_argument("--out", default="", help="run folder (default build/runs/<config>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument(
@@ -45,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N or auto (auto); under torchrun cuda/auto give each rank cuda:<local rank> and "
         "NCCL, cpu gives gloo",
     )
+
+
+def _evaluation_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> None:
+    """How often the run validates, keeps checkpoints and logs."""
     parser.add_argument("--val-every", type=int, default=d.val_every, help=f"steps between validations ({d.val_every})")
     parser.add_argument("--val-clips", type=int, default=d.val_clips, help=f"validation clips ({d.val_clips})")
     parser.add_argument(
@@ -60,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps between kept periodic checkpoints, 0 = none (0)",
     )
     parser.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between log lines ({d.log_every})")
+
+
+def _budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """What stops a run before its last step, and its quality marks."""
     parser.add_argument(
         "--energy-budget",
         metavar="J",
@@ -76,6 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps between quality marks: held-out NLL (bits/sample) on fixed crops of --val-samples samples of "
         "--val-clips validation clips, with the training energy so far; 0 = none (0)",
     )
+
+
+def _energy_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the run's energy is metered and where its record goes."""
     parser.add_argument(
         "--energy-log",
         default="",
@@ -89,6 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run Carbontracker, once per node (it meters only its node's devices)",
     )
     parser.add_argument("--cpu-tdp", type=float, help="CPU TDP in W for the CPU estimate (default: table lookup)")
+
+
+def _distributed_arguments(parser: argparse.ArgumentParser) -> None:
+    """Distributed runs: how long a rank waits for the others."""
     parser.add_argument(
         "--dist-timeout",
         type=float,
@@ -194,8 +230,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if handler is not None:
             handler.uninstall()
-    if not info.is_main:
-        return 0
+    if info.is_main:
+        _print_result(result)
+    return 0
+
+
+def _print_result(result: TrainResult) -> None:
+    """Rank 0's closing lines: the last step's losses and checkpoint, why the run stopped early, its
+    last quality mark and its merged energy, so a run's outcome reads from the terminal alone."""
     val = "n/a" if result.final_val_nll is None else f"{result.final_val_nll:.4f} nats/sample"
     print(
         f"step {result.step}: train loss {result.final_train_loss:.4f}, validation NLL {val}; "
@@ -216,7 +258,6 @@ def run(args: argparse.Namespace) -> int:
             f"energy: {e.energy_j:.1f} J over {sum(d.counted for d in e.devices)} device(s) of {e.world_size} rank(s) "
             f"on {e.nodes} node(s) ({e.record.methods_label()}){missing}"
         )
-    return 0
 
 
 def _report_failure(handler: distributed.StopHandler, exc: BaseException) -> int:

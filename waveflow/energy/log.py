@@ -19,16 +19,21 @@ from ..paths import RESULTS
 if TYPE_CHECKING:
     from .record import EnergyRecord
 
+#: Where records go when no path is given: ``build/results/energy_log.csv`` beside the notebooks' results.
 DEFAULT_LOG = RESULTS / "energy_log.csv"
 
 #: Columns of the energy log, in order; one row per measured block. Joules are without PUE.
 #: ``<kind>_j`` is the reported (middle) figure; ``<kind>_j_low``/``_high`` bound it when the
 #: component is estimated and are empty for a measurement; ``<kind>_scope`` says what it covers.
+#: ``git_commit`` is the measuring tool's checkout, ``project_commit`` the measured project's
+#: (the working directory's repository) and ``tool_version`` the tool's version.
 RECORD_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "label",
     "hostname",
     "git_commit",
+    "project_commit",
+    "tool_version",
     "command",
     "exit_code",
     "wall_s",
@@ -82,6 +87,8 @@ _TEXT_COLUMNS = frozenset(
         "label",
         "hostname",
         "git_commit",
+        "project_commit",
+        "tool_version",
         "command",
         "gpu_method",
         "gpu_scope",
@@ -157,13 +164,26 @@ def _locked(f: Any) -> Iterator[None]:
 
 
 def read_records(path: str | Path | None = None):
-    """The energy log as a pandas DataFrame with :data:`RECORD_COLUMNS` (FileNotFoundError if absent)."""
+    """The energy log as a pandas DataFrame with :data:`RECORD_COLUMNS` (FileNotFoundError if absent).
+
+    A log written with an older layout loads too: the columns it lacks are added, empty (``""``
+    for text, NaN for numbers), so code written against :data:`RECORD_COLUMNS` reads every log;
+    columns this version does not know are kept after them.
+    """
     import pandas as pd
 
     path = Path(path) if path is not None else DEFAULT_LOG
     if not path.exists():
         raise FileNotFoundError(f"read_records: no energy log at {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
     # Text columns keep '' (e.g. no GPU method); numeric columns read '' as NaN (e.g. no GPU joules).
-    text = {c: str for c in RECORD_COLUMNS if c in _TEXT_COLUMNS}
-    numeric = {c: ["", "nan", "NaN"] for c in RECORD_COLUMNS if c not in text}
-    return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=numeric)
+    text = {c: str for c in header if c in _TEXT_COLUMNS}
+    numeric = {c: ["", "nan", "NaN"] for c in header if c not in text}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=numeric)
+    missing = [c for c in RECORD_COLUMNS if c not in df.columns]
+    for c in missing:
+        df[c] = pd.Series([""] * len(df), index=df.index, dtype=str) if c in _TEXT_COLUMNS else float("nan")
+    if missing:
+        df = df[[*RECORD_COLUMNS, *(c for c in df.columns if c not in RECORD_COLUMNS)]]
+    return df

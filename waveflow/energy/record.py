@@ -3,8 +3,9 @@
 :class:`EnergyRecord` is what :class:`waveflow.energy.EnergyMeter` returns; it writes itself as one
 row of the energy log's :data:`RECORD_COLUMNS` (the log, :func:`append_record` and
 :func:`read_records`, lives in :mod:`~waveflow.energy.log` and is importable from here too).
-Everything that formats a record lives here: the text :func:`summary`, and the method and hardware
-labels that results tables carry.
+Everything that formats a record lives here: the text :func:`summary`, the JSON form
+(:meth:`EnergyRecord.to_dict`, :meth:`EnergyRecord.to_json`), and the method and hardware labels that
+results tables carry.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 
 from ..paths import ROOT
 from .log import DEFAULT_LOG, RECORD_COLUMNS, append_record, read_records
+from .provenance import tool_version
 
 __all__ = [
     "DEFAULT_LOG",
     "J_PER_KWH",
     "J_PER_WH",
+    "JSON_SCHEMA",
     "KINDS",
     "RECORD_COLUMNS",
     "WALL",
@@ -37,7 +40,10 @@ __all__ = [
 
 #: Joules in a kilowatt-hour: the one conversion factor between the meter's J and the paper's kWh/Wh.
 J_PER_KWH = 3.6e6
+#: Joules in a watt-hour, for the per-clip figures that are quoted in Wh.
 J_PER_WH = 3.6e3
+#: Version of the JSON form of a record (:meth:`EnergyRecord.to_dict`); it changes when a key changes meaning.
+JSON_SCHEMA = 1
 
 #: Component kinds with a column group in the log, in order. ``wall`` is a check on the others (a
 #: wall meter measures the same energy from the socket), never added to the total.
@@ -83,24 +89,123 @@ class ComponentEnergy:
             return self.low, self.high
         return self.joules, self.joules
 
+    def to_dict(self) -> dict[str, Any]:
+        """The component as JSON-ready values; ``low``/``high`` are its :attr:`bounds` (a measurement's
+        equal its value) and NaN becomes ``None``."""
+        low, high = self.bounds
+        return {
+            "kind": self.kind,
+            "device": self.device,
+            "joules": _finite(self.joules),
+            "joules_low": _finite(low),
+            "joules_high": _finite(high),
+            "method": self.method,
+            "scope": self.scope,
+            "estimated": self.estimated,
+        }
+
 
 @dataclass
 class Interval:
-    """A section (``with meter.section``) or the span between two marks; seconds from the start."""
+    """A section or window (``meter.section``, ``meter.window``) or the span from the start to a mark.
+
+    Args:
+        label: the name given to the section, window or mark.
+        start_s: seconds from the meter's start to the beginning of the span.
+        end_s: seconds from the meter's start to its end.
+        joules: joules per kind (gpu/cpu/dram), without PUE.
+        components: the per-device figures behind ``joules``, each with its method, scope and bounds;
+            empty for an interval rebuilt without them (e.g. summed over the ranks of a run), whose
+            bounds are then its value.
+    """
 
     label: str
     start_s: float
     end_s: float
     joules: dict[str, float]  # per kind, without PUE
+    components: tuple[ComponentEnergy, ...] = ()
 
     @property
     def total_j(self) -> float:
+        """Joules of all kinds, without PUE."""
         return sum(self.joules.values())
+
+    @property
+    def seconds(self) -> float:
+        """Length of the span."""
+        return self.end_s - self.start_s
+
+    def joules_bounds(self, kind: str | None = None) -> tuple[float, float]:
+        """``(low, high)`` joules of one kind or of the total; measured parts count at their value."""
+        if not self.components:
+            value = self.total_j if kind is None else self.joules.get(kind, 0.0)
+            return value, value
+        parts = [c for c in self.components if kind is None or c.kind == kind]
+        return sum(c.bounds[0] for c in parts), sum(c.bounds[1] for c in parts)
+
+    @property
+    def estimated(self) -> bool:
+        """True when some part is an estimate (the span's total then has a real interval)."""
+        return any(c.estimated for c in self.components)
+
+    def methods(self) -> dict[str, str]:
+        """Method label(s) per kind, e.g. ``{"cpu": "measured:rapl"}`` (empty without components)."""
+        return {k: ",".join(sorted({c.method for c in self.components if c.kind == k})) for k in self._kinds()}
+
+    def scopes(self) -> dict[str, str]:
+        """Scope(s) per kind, e.g. ``{"gpu": "device", "cpu": "process-tree"}`` (empty without components)."""
+        return {k: ",".join(sorted({c.scope for c in self.components if c.kind == k})) for k in self._kinds()}
+
+    def _kinds(self) -> list[str]:
+        return list(dict.fromkeys(c.kind for c in self.components))
+
+    def cell(self) -> dict[str, Any]:
+        """The interval as one entry of the log's ``sections`` JSON cell.
+
+        ``label``, ``start_s``, ``end_s`` and ``joules`` (per kind) are the cell's original keys and
+        keep their meaning; ``low``, ``high``, ``methods`` and ``scopes`` (per kind) follow when the
+        interval knows its components, so a reader of the original keys reads every log.
+        """
+        entry: dict[str, Any] = {
+            "label": self.label,
+            "start_s": round(self.start_s, 4),
+            "end_s": round(self.end_s, 4),
+            "joules": {k: round(v, 4) for k, v in self.joules.items()},
+        }
+        if self.components:
+            bounds = {k: self.joules_bounds(k) for k in self._kinds()}
+            entry["low"] = {k: round(lo, 4) for k, (lo, _) in bounds.items()}
+            entry["high"] = {k: round(hi, 4) for k, (_, hi) in bounds.items()}
+            entry["methods"] = self.methods()
+            entry["scopes"] = self.scopes()
+        return entry
+
+    def to_dict(self) -> dict[str, Any]:
+        """The interval as JSON-ready values: times, total with bounds, joules per kind and per component."""
+        low, high = self.joules_bounds()
+        return {
+            "label": self.label,
+            "start_s": _finite(self.start_s),
+            "end_s": _finite(self.end_s),
+            "seconds": _finite(self.seconds),
+            "joules": _finite(self.total_j),
+            "joules_low": _finite(low),
+            "joules_high": _finite(high),
+            "by_kind": {k: _finite(v) for k, v in self.joules.items()},
+            "components": [c.to_dict() for c in self.components],
+        }
 
 
 @dataclass
 class EnergyRecord:
-    """Everything measured for one block, plus the conversion factors used."""
+    """Everything measured for one block, plus the conversion factors used.
+
+    Provenance: ``git_commit`` is the commit of the waveflow checkout that measured (the tool's
+    code), ``project_commit`` the commit of the repository the block ran in (the user's code, from
+    the working directory; ``-dirty`` when it had uncommitted changes, ``""`` outside a repository)
+    and ``tool_version`` waveflow's version. :meth:`to_dict` and :meth:`to_json` give the whole
+    record as JSON, :meth:`row` as one row of the CSV log.
+    """
 
     label: str
     timestamp: str
@@ -127,6 +232,8 @@ class EnergyRecord:
     cpu_threads: int | None = None  # hardware threads per package behind it, when known
     idle_baseline_s: float = math.nan  # seconds of idle measured before the block (NaN: not asked for)
     idle_w: float = math.nan  # mean power over that idle span, all components but the wall meter
+    project_commit: str = ""  # commit of the working directory's repository, "-dirty" appended; "" outside one
+    tool_version: str = field(default_factory=tool_version)  # the waveflow version that built the record
 
     def _parts(self, kind: str | None) -> list[ComponentEnergy]:
         if kind is None:
@@ -222,23 +329,98 @@ class EnergyRecord:
             f"{kind}_j_high": high if estimated else "",
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready values (NaN becomes ``None``): what was measured, how, and with
+        which factors and code.
+
+        Keys: ``schema`` (:data:`JSON_SCHEMA`), ``label``, ``timestamp``, ``hostname``, ``command``,
+        ``exit_code``, ``wall_s``; ``components`` (each with method, scope and bounds); ``energy``
+        (totals with bounds, scope, methods, PUE-weighted figures, CO2e, the wall-meter check and
+        the idle baseline); ``by_kind`` (joules, bounds, method and scope per gpu/cpu/dram/wall);
+        ``hardware`` (devices, CPU TDP and utilisation); ``pue``; ``intensity``; ``provenance``
+        (``project_commit``, ``tool_version``, ``git_commit``); ``sections``; ``marks``; ``notes``.
+        """
+        kinds = [k for k in (*KINDS, WALL) if self._parts(k)]
+        return {
+            "schema": JSON_SCHEMA,
+            "label": self.label,
+            "timestamp": self.timestamp,
+            "hostname": self.hostname,
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "wall_s": _finite(self.wall_s),
+            "components": [c.to_dict() for c in self.components],
+            "energy": {
+                "joules": _finite(self.energy_j),
+                "joules_low": _finite(self.energy_j_low),
+                "joules_high": _finite(self.energy_j_high),
+                "estimated": self.estimated,
+                "scope": self.scope(),
+                "methods": self.methods_label(),
+                "joules_pue": _finite(self.energy_j_pue),
+                "kwh_pue": _finite(self.energy_kwh_pue),
+                "co2e_g": _finite(self.co2e_g),
+                "wall_meter_joules": _finite(self.wall_j),
+                "wall_meter_ratio": _finite(self.wall_ratio),
+                "idle_baseline_s": _finite(self.idle_baseline_s),
+                "idle_w": _finite(self.idle_w),
+                "dynamic_joules": _finite(self.dynamic_j),
+            },
+            "by_kind": {
+                k: {
+                    "joules": _finite(self.joules(k)),
+                    "joules_low": _finite(self.joules_bounds(k)[0]),
+                    "joules_high": _finite(self.joules_bounds(k)[1]),
+                    "method": self.method(k),
+                    "scope": self.scope(k),
+                }
+                for k in kinds
+            },
+            "hardware": {
+                "label": self.hardware_label(),
+                "gpus": [c.device for c in self.components if c.kind == "gpu"],
+                "cpu_device": self.cpu_device,
+                "cpu_tdp_w": _finite(self.cpu_tdp_w),
+                "cpu_tdp_match": self.cpu_tdp_match,
+                "cpu_w_per_thread": _finite(self.cpu_w_per_thread),
+                "cpu_threads": self.cpu_threads,
+                "cpu_utilisation": _finite(self.cpu_utilisation),
+            },
+            "pue": {"value": _finite(self.pue), "name": self.pue_name, "source": self.pue_source},
+            "intensity": {
+                "code": self.intensity_code,
+                "g_per_kwh": _finite(self.intensity_g_per_kwh),
+                "source": self.intensity_source,
+            },
+            "provenance": {
+                "project_commit": self.project_commit,
+                "tool_version": self.tool_version,
+                "git_commit": self.git_commit,
+            },
+            "sections": [s.to_dict() for s in self.sections],
+            "marks": [m.to_dict() for m in self.marks],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """:meth:`to_dict` as strict JSON text (no NaN), on one line unless ``indent`` is given.
+
+        Args:
+            indent: spaces per nesting level; None writes one line (one record per line of a file).
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+
     def row(self) -> dict[str, Any]:
         """The record as one row of :data:`RECORD_COLUMNS`."""
-        sections = [
-            {
-                "label": s.label,
-                "start_s": round(s.start_s, 4),
-                "end_s": round(s.end_s, 4),
-                "joules": {k: round(v, 4) for k, v in s.joules.items()},
-            }
-            for s in self.sections
-        ]
+        sections = [s.cell() for s in self.sections]
         nan_empty = _nan_empty
         row = {
             "timestamp": self.timestamp,
             "label": self.label,
             "hostname": self.hostname,
             "git_commit": self.git_commit,
+            "project_commit": self.project_commit,
+            "tool_version": self.tool_version,
             "command": self.command,
             "exit_code": "" if self.exit_code is None else self.exit_code,
             "wall_s": self.wall_s,
@@ -289,6 +471,11 @@ def _nan_empty(value: float) -> float | str:
     return "" if isinstance(value, float) and math.isnan(value) else value
 
 
+def _finite(value: float) -> float | None:
+    """A number for strict JSON: NaN and infinities become None."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _j(value: float) -> str:
     """Joules for the summary: three significant figures below 100 J, one decimal above."""
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
@@ -332,9 +519,14 @@ def summary(record: EnergyRecord) -> str:
         f"({record.intensity_code}: {record.intensity_source})"
     )
     for s in record.sections[:10]:
-        lines.append(f"  section {s.label!r}: {s.end_s - s.start_s:.2f} s, {_j(s.total_j)} J")
+        low, high = s.joules_bounds()
+        interval = f" [{_j(low)}, {_j(high)}]" if s.estimated else ""
+        lines.append(f"  section {s.label!r}: {s.end_s - s.start_s:.2f} s, {_j(s.total_j)} J{interval}")
     if len(record.sections) > 10:
         lines.append(f"  ... {len(record.sections) - 10} more sections")
+    if record.project_commit or record.tool_version:
+        project = record.project_commit or "not a git checkout"
+        lines.append(f"  project commit {project}; measured with waveflow {record.tool_version or 'unknown'}")
     lines += [f"  note: {n}" for n in record.notes]
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from waveflow.measures.quality import (
     log_mel_l1,
     mcd_from_log_mels,
     mel_cepstral_distortion,
+    mel_recipe,
     predicted_mos,
     summarize,
 )
@@ -220,3 +221,55 @@ def test_evaluate_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
 
     assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "r.csv")]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# any sample rate
+def at_rate(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    return torch.as_tensor(librosa.resample(audio.numpy(), orig_sr=22050, target_sr=sample_rate))
+
+
+@pytest.mark.parametrize("sample_rate", [16_000, 44_100])
+def test_distances_at_other_sample_rates(clip, sample_rate):
+    audio = at_rate(clip, sample_rate)
+    assert log_mel_l1(audio, audio, sample_rate=sample_rate) == 0.0
+    assert mel_cepstral_distortion(audio, audio, sample_rate=sample_rate) == 0.0
+    l1 = [log_mel_l1(audio, with_noise(audio, snr), sample_rate=sample_rate) for snr in (30, 10)]
+    mcd = [mel_cepstral_distortion(audio, with_noise(audio, snr), sample_rate=sample_rate) for snr in (30, 10)]
+    assert 0 < l1[0] < l1[1] and 0 < mcd[0] < mcd[1]
+
+
+def test_the_mel_recipe_keeps_seconds_and_hertz():
+    assert mel_recipe(22_050) == {
+        "n_fft": 1024, "hop_length": 256, "win_length": 1024, "n_mels": N_MELS, "f_min": 0.0, "f_max": 8000.0
+    }  # fmt: skip
+    assert mel_recipe(44_100)["n_fft"] == 2048 and mel_recipe(44_100)["hop_length"] == 512
+    assert mel_recipe(16_000)["hop_length"] == 186 and mel_recipe(16_000)["f_max"] == 8000.0
+    assert mel_recipe(8_000)["f_max"] == 4000.0  # never above Nyquist
+
+
+def test_distances_at_22050_hz_are_those_of_the_models_own_mel(clip):
+    noisy = with_noise(clip, 20)
+    direct = float(np.mean(np.abs(log_mel(clip).numpy() - log_mel(noisy).numpy())))
+    assert log_mel_l1(clip, noisy) == log_mel_l1(clip, noisy, sample_rate=22050) == direct  # to the bit
+    assert mel_cepstral_distortion(clip, noisy) == mel_cepstral_distortion(clip, noisy, sample_rate=22050.0)
+    assert mel_cepstral_distortion(clip, noisy) == mcd_from_log_mels(log_mel(clip).numpy(), log_mel(noisy).numpy())
+
+
+@pytest.mark.parametrize("bad", [0, -16000, 22050.5, float("nan"), "22050", True, None])
+def test_a_bad_sample_rate_is_refused_by_name(clip, bad):
+    for fn in (log_mel_l1, mel_cepstral_distortion):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: sample_rate=.*expected a whole number of Hz > 0"):
+            fn(clip, clip, sample_rate=bad)
+    with pytest.raises(ValueError, match=r"predicted_mos: sample_rate=.*whole number of Hz"):
+        predicted_mos(clip, sample_rate=bad)
+
+
+def test_predicted_mos_resamples_any_rate_to_16_khz():
+    from speechmos import dnsmos
+
+    audio = load_wav(LJSPEECH_MINI / "wavs" / "LJ001-0001.wav")[0][: 198 * HOP_LENGTH]  # 1 window
+    x16 = at_rate(audio, 16_000)
+    assert predicted_mos(x16, sample_rate=16_000) == pytest.approx(float(dnsmos.run(x16.numpy(), 16000)["p808_mos"]))
+    # the same clip at 44.1 kHz is scored like the 22.05 kHz original (resampling error only)
+    assert predicted_mos(at_rate(audio, 44_100), sample_rate=44_100) == pytest.approx(predicted_mos(audio), abs=0.05)

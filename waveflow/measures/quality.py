@@ -6,7 +6,9 @@ cannot run a panel, so every model we train is scored with three proxies instead
 * held-out negative log-likelihood (nats and bits per sample) of full validation/test clips:
   exact for a flow, no synthesis needed, but it measures density fit, not perceived quality;
 * reference-based distances between a clip and its resynthesis from the clip's own mel
-  (log-mel L1 and mel-cepstral distortion); resynthesis is sample-aligned, so no DTW;
+  (log-mel L1 and mel-cepstral distortion); resynthesis is sample-aligned, so no DTW. They take
+  any sample rate: the mel's window, hop and top frequency keep their length in seconds and
+  hertz (:func:`mel_recipe`), so any model's audio is measured on the same time-frequency grid;
 * a predicted MOS from DNSMOS P.808 (Reddy et al. 2022, through the ``speechmos`` package),
   a neural predictor trained on crowd-sourced P.808 ratings of noisy/enhanced speech. It is
   always labelled ``PRED_MOS_LABEL``; it is not a listening test and its scale is not the
@@ -22,9 +24,11 @@ import argparse
 import csv
 import hashlib
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ import numpy as np
 import scipy.fft
 import torch
 
-from ..audio import SAMPLE_RATE, log_mel, whole_hops
+from ..audio import F_MAX, F_MIN, HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, WIN_LENGTH, log_mel, whole_hops
 from ..data import LJSpeech, Utterance
 from ..devices import resolve_device
 from ..files import atomic_write
@@ -126,20 +130,99 @@ def heldout_nll(model: torch.nn.Module, clips: LJSpeech | Iterable, sigma: float
 
 # ------------------------------------------------------------------------------------------
 # reference-based distances
-def _aligned_mels(reference, estimate, name: str) -> tuple[np.ndarray, np.ndarray]:
-    ref = log_mel(torch.as_tensor(_to_numpy(reference, f"{name}: reference"))).numpy()
-    est = log_mel(torch.as_tensor(_to_numpy(estimate, f"{name}: estimate"))).numpy()
+def check_sample_rate(sample_rate: object, name: str) -> int:
+    """``sample_rate`` as an ``int``, or a ValueError naming the parameter and what is accepted.
+
+    A whole number of hertz > 0 (``16000``, ``22050.0``); a fraction or a non-number is refused
+    rather than rounded, since it is almost always a mixed-up argument (seconds, a sample count).
+    """
+    ok = isinstance(sample_rate, numbers.Real) and not isinstance(sample_rate, bool)
+    if ok and math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer():
+        return int(sample_rate)
+    raise ValueError(f"{name}: sample_rate={sample_rate!r}; expected a whole number of Hz > 0 (e.g. 16000, 22050)")
+
+
+def mel_recipe(sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """STFT and mel parameters of the distances at ``sample_rate``: ``n_fft``, ``hop_length``,
+    ``win_length``, ``n_mels``, ``f_min``, ``f_max``.
+
+    The 22.05 kHz recipe of :func:`waveflow.audio.log_mel` (a 1024-sample, 46 ms window, a 256-sample,
+    11.6 ms hop, 80 mels up to 8 kHz) with the window and hop kept in **seconds** (rounded to whole
+    samples) and the top mel edge at ``min(8 kHz, Nyquist)``: the same frames and bands at any rate,
+    so a 16 kHz and a 44.1 kHz model are compared on the same time-frequency grid. At 22,050 Hz it
+    is exactly ``log_mel``'s recipe.
+    """
+    sr = check_sample_rate(sample_rate, "mel_recipe")
+    win = max(2, round(WIN_LENGTH * sr / SAMPLE_RATE))
+    return {
+        "n_fft": max(win, round(N_FFT * sr / SAMPLE_RATE)),
+        "hop_length": max(1, round(HOP_LENGTH * sr / SAMPLE_RATE)),
+        "win_length": win,
+        "n_mels": N_MELS,
+        "f_min": F_MIN,
+        "f_max": min(F_MAX, sr / 2),
+    }
+
+
+@lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int) -> torch.Tensor:
+    r = mel_recipe(sample_rate)
+    basis = librosa.filters.mel(sr=sample_rate, n_fft=r["n_fft"], n_mels=r["n_mels"], fmin=r["f_min"], fmax=r["f_max"])
+    return torch.as_tensor(basis, dtype=torch.float32)
+
+
+def _log_mel_at(audio: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
+    """Natural-log mel ``(n_mels, frames)`` of mono float audio with :func:`mel_recipe`'s parameters.
+
+    At 22,050 Hz this is :func:`waveflow.audio.log_mel` itself, so the distances there are those of
+    the model's own mel to the bit; elsewhere the same steps (centred reflect-padded Hann STFT,
+    magnitude, Slaney mel, log floor) with the scaled sizes.
+    """
+    x = torch.as_tensor(audio)
+    if sample_rate == SAMPLE_RATE:
+        return log_mel(x).numpy()
+    r = mel_recipe(sample_rate)
+    if x.shape[-1] <= r["n_fft"] // 2:
+        raise ValueError(
+            f"{name}: audio has {x.shape[-1]} samples; expected more than {r['n_fft'] // 2} (half the "
+            f"{r['n_fft']}-sample FFT at {sample_rate} Hz)"
+        )
+    spec = torch.stft(
+        x,
+        n_fft=r["n_fft"],
+        hop_length=r["hop_length"],
+        win_length=r["win_length"],
+        window=torch.hann_window(r["win_length"], dtype=x.dtype),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    mel = torch.matmul(_mel_filters(sample_rate), spec.abs())
+    return torch.log(torch.clamp(mel, min=LOG_FLOOR)).numpy()
+
+
+def _aligned_mels(reference, estimate, name: str, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    sr = check_sample_rate(sample_rate, name)
+    ref = _log_mel_at(_to_numpy(reference, f"{name}: reference"), sr, f"{name}: reference")
+    est = _log_mel_at(_to_numpy(estimate, f"{name}: estimate"), sr, f"{name}: estimate")
     frames = min(ref.shape[1], est.shape[1])  # resynthesis is time-aligned; trim the longer tail
     return ref[:, :frames], est[:, :frames]
 
 
-def log_mel_l1(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray) -> float:
-    """Mean absolute difference of the natural-log mels (``waveflow.audio.log_mel``), in nepers.
+def log_mel_l1(
+    reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE
+) -> float:
+    """Mean absolute difference of the natural-log mels, in nepers.
 
-    Both are ``(time,)`` waveforms at ``SAMPLE_RATE``; frames are aligned from the start and the
-    longer one is trimmed to the shorter.
+    Both are ``(time,)`` waveforms at ``sample_rate`` (default 22,050 Hz, where the mel is
+    ``waveflow.audio.log_mel``; at other rates :func:`mel_recipe` scales it); frames are aligned
+    from the start and the longer one is trimmed to the shorter.
+
+    Raises:
+        ValueError: a sample rate that is not a whole number of Hz > 0, or audio that is not mono
+            and finite.
     """
-    ref, est = _aligned_mels(reference, estimate, "log_mel_l1")
+    ref, est = _aligned_mels(reference, estimate, "log_mel_l1", sample_rate)
     return float(np.mean(np.abs(ref - est)))
 
 
@@ -174,13 +257,18 @@ def mcd_from_log_mels(reference: np.ndarray, estimate: np.ndarray, order: int = 
 
 
 def mel_cepstral_distortion(
-    reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.ndarray, order: int = MCD_ORDER
+    reference: torch.Tensor | np.ndarray,
+    estimate: torch.Tensor | np.ndarray,
+    order: int = MCD_ORDER,
+    sample_rate: int = SAMPLE_RATE,
 ) -> float:
-    """MCD in dB between two time-aligned waveforms at ``SAMPLE_RATE`` (see :func:`mcd_from_log_mels`).
+    """MCD in dB between two time-aligned waveforms at ``sample_rate`` (see :func:`mcd_from_log_mels`).
 
-    Frames are aligned from the start without DTW: a vocoder's resynthesis keeps the timing.
+    Frames are aligned from the start without DTW: a vocoder's resynthesis keeps the timing. The
+    mels follow :func:`mel_recipe` (``waveflow.audio.log_mel`` at the default 22,050 Hz), so the
+    cepstra cover the same 0 to 8 kHz band at any rate of 16 kHz or more.
     """
-    ref, est = _aligned_mels(reference, estimate, "mel_cepstral_distortion")
+    ref, est = _aligned_mels(reference, estimate, "mel_cepstral_distortion", sample_rate)
     return mcd_from_log_mels(ref, est, order)
 
 
@@ -206,19 +294,21 @@ def _p808_session() -> Any:
 
 
 def predicted_mos(audio: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
-    """DNSMOS P.808 score of a mono clip: a predicted MOS, not a listening test.
+    """DNSMOS P.808 score of a mono clip at ``sample_rate`` Hz: a predicted MOS, not a listening test.
 
-    Resamples to 16 kHz (librosa) and clips to [-1, 1]. The windowing and features are those of
-    ``speechmos.dnsmos.run`` (Microsoft's ``dnsmos_local.py``): a clip shorter than 9.01 s is
-    repeated until it is at least that long, 9.01 s windows are scored with a 1 s hop, and the
-    scores are averaged; ``run``'s ``p808_mos`` equals our value (tested). Unlike ``run`` we skip
-    the SIG/BAK/OVRL model, which costs ~0.45 s per window against ~0.06 s for P.808. A clip
-    costs (windows) x ~0.06 s on 2 CPU cores: 1 window for 9-10 s or 2.3-2.5 s clips, 6 for a
-    1.9 s clip (looped to 15 s), up to 10 for a 9.0 s clip (looped to 18 s).
+    Audio at any rate is resampled to the 16 kHz DNSMOS takes (librosa; 16 kHz audio is used as it
+    is) and clipped to [-1, 1], so models at different rates are scored by the same predictor. The
+    windowing and features are those of ``speechmos.dnsmos.run`` (Microsoft's ``dnsmos_local.py``):
+    a clip shorter than 9.01 s is repeated until it is at least that long, 9.01 s windows are scored
+    with a 1 s hop, and the scores are averaged; ``run``'s ``p808_mos`` equals our value (tested).
+    Unlike ``run`` we skip the SIG/BAK/OVRL model, which costs ~0.45 s per window against ~0.06 s
+    for P.808. A clip costs (windows) x ~0.06 s on 2 CPU cores: 1 window for 9-10 s or 2.3-2.5 s
+    clips, 6 for a 1.9 s clip (looped to 15 s), up to 10 for a 9.0 s clip (looped to 18 s).
     onnxruntime is imported, and the model loaded, on the first call only.
     """
     from speechmos import dnsmos  # imports onnxruntime
 
+    sample_rate = check_sample_rate(sample_rate, "predicted_mos")
     x = _to_numpy(audio, "predicted_mos")
     if sample_rate != DNSMOS_SAMPLE_RATE:
         x = librosa.resample(x, orig_sr=sample_rate, target_sr=DNSMOS_SAMPLE_RATE)

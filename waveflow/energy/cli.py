@@ -3,6 +3,9 @@
 Wall clock around the subprocess, and for the CPU estimate the CPU seconds of the subprocess tree
 only (not of this Python process, which just waits). ``--idle-baseline S`` measures S seconds of
 idle before the command starts; ``--wall-meter FILE.csv`` reads a wall meter's log after it ends.
+``--json`` also prints the record as one line of JSON on stdout after the command's own output
+(``... | tail -n 1 | jq``); the human summary stays on stderr either way, so stdout holds only
+the command's output and the JSON line.
 The meter's warnings (a generic CPU brand, say) are printed as plain one-line notes, never as a
 ``file:line`` warning pointing into the package.
 """
@@ -18,7 +21,7 @@ import warnings
 
 from . import readers as er
 from .meter import EnergyMeter
-from .record import DEFAULT_LOG, append_record, summary
+from .record import DEFAULT_LOG, EnergyRecord, append_record, summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +64,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log", default=str(DEFAULT_LOG), metavar="PATH", help=f"CSV log to append to (default: {DEFAULT_LOG})"
     )
     parser.add_argument("--no-log", action="store_true", help="print the summary only, append nothing")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="also print the record as one line of JSON on stdout, after the command's output "
+        "(components, methods, scopes, bounds, hardware, PUE, intensity, project commit, tool version); "
+        "the summary stays on stderr",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run and measure the command; print the summary to stderr; return the command's exit code.
 
-    The summary goes to stderr so the command's stdout can still be piped. A signal death
-    returns 128 + signal like a shell; a missing executable returns 127.
+    The summary goes to stderr so the command's stdout can still be piped; with ``--json`` the
+    record follows the command's output on stdout as one JSON line. A signal death returns
+    128 + signal like a shell; a missing executable returns 127.
     """
     cmd = list(args.command)
     if cmd and cmd[0] == "--":
@@ -102,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         proc = subprocess.Popen(cmd)
     except OSError as exc:
-        meter.stop()
+        record = meter.stop(exit_code=127, command=command)
         print(f"python -m waveflow energy: error: cannot run {cmd[0]!r}: {exc}", file=sys.stderr)
+        if args.json:
+            _print_json(record)
         return 127
     while True:
         try:
@@ -119,4 +132,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  appended to {append_record(record, args.log)}", file=sys.stderr)
         except (OSError, ValueError) as exc:
             print(f"  could not append to {args.log}: {exc}", file=sys.stderr)
+    if args.json:
+        _print_json(record)
     return code
+
+
+def _print_json(record: EnergyRecord) -> None:
+    """The record as the last line of stdout, flushed so it follows everything the command wrote."""
+    sys.stderr.flush()
+    print(record.to_json(), flush=True)

@@ -2,9 +2,18 @@
 
     with EnergyMeter("train WF2", intensity="FR") as meter:
         for epoch in range(3):
-            with meter.section(f"epoch {epoch}"):
+            with meter.window(f"epoch {epoch}") as epoch_energy:
                 train_one_epoch()
+            print(epoch_energy.joules, epoch_energy.joules_low, epoch_energy.joules_high)
+            if meter.read().joules > budget_j:
+                break
     print(summary(meter.record)); append_record(meter.record)
+
+Results exist while the block runs: ``meter.window(name)`` (or ``begin_window``/``end_window``)
+gives a :class:`~waveflow.energy.Measurement` of a part, ``meter.read()`` the energy so far, and
+both keep the method, scope and bounds of every figure. Windows and sections also go to
+``record.sections`` with those details. To meter every call of a function, see
+:func:`~waveflow.energy.measure_energy`.
 
 For each component the meter takes the best source available and says which one it used
 (see :mod:`waveflow.energy.readers`): NVML's energy counter, else NVML power sampled at 10 Hz;
@@ -36,6 +45,8 @@ from typing import Any
 
 from . import carbon
 from . import readers as er
+from .measurement import Measurement, fill
+from .provenance import project_commit
 from .record import ComponentEnergy, EnergyRecord, Interval, git_commit
 from .wallmeter import wall_energy
 
@@ -44,6 +55,12 @@ _Snap = dict[int, float]
 
 class EnergyMeter:
     """Measure the energy of a block of code; a context manager or ``start()``/``stop()``.
+
+    While it runs, :meth:`window` (or :meth:`begin_window`/:meth:`end_window`) measures a part of
+    the block and :meth:`read` the energy so far, each as a :class:`~waveflow.energy.Measurement`;
+    :meth:`stop` returns the :class:`~waveflow.energy.EnergyRecord` of the whole block. The record
+    also carries the commit of the working directory's repository at :meth:`start` (the measured
+    project's code) and waveflow's version.
 
     Args:
         label: name of the block in the record and the log (default "").
@@ -123,6 +140,9 @@ class EnergyMeter:
         self._zero_noted: set[int] = set()
         self._marks: list[tuple[str, float, _Snap]] = []
         self._sections: list[tuple[str, float, _Snap, float, _Snap]] = []
+        self._open: dict[object, tuple[str, str, float, _Snap]] = {}  # key -> (what, name, start s, snapshot)
+        self._closed_at_stop: dict[object, Measurement] = {}  # windows that stop() ended, by key
+        self._project_commit = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.poll_cpu_s = 0.0  # CPU seconds of the sampling thread, and its wake-ups: for the overhead bench
@@ -227,6 +247,7 @@ class EnergyMeter:
         self._base = self._read_all(0.0)
         est = self._estimate()
         self._cpu_s_base = est.cpu_seconds if est else 0.0
+        self._project_commit = project_commit()
         return self
 
     def _measure_idle(self, seconds: float) -> None:
@@ -294,13 +315,6 @@ class EnergyMeter:
     def _estimate(self) -> er.CpuUtilisationEstimate | None:
         return next((r for r in self.readers if isinstance(r, er.CpuUtilisationEstimate)), None)
 
-    def _by_kind(self, start: _Snap, end: _Snap, skip: frozenset[int] = frozenset()) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for r in self.readers:
-            if id(r) not in skip:
-                out[r.kind] = out.get(r.kind, 0.0) + end[id(r)] - start.get(id(r), 0.0)
-        return out
-
     def _note_zero_gpu(self, start: _Snap, end: _Snap, seconds: float, what: str) -> None:
         """Note an NVML energy counter that did not move over a span > 0 s (once per GPU)."""
         for r in self.readers:
@@ -309,9 +323,14 @@ class EnergyMeter:
                     self._zero_noted.add(id(r))
                     self.notes.append(er.zero_energy_note(r.device, what, seconds))
 
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`: windows may be opened and :meth:`read` reads live."""
+        return self._t0 is not None and self.record is None
+
     def mark(self, label: str) -> None:
         """Remember the energy used from the start up to now under ``label`` (e.g. "epoch 3")."""
-        if self._t0 is None or self.record is not None:
+        if not self.running:
             return
         try:
             t, snap = self._snapshot()
@@ -320,45 +339,172 @@ class EnergyMeter:
             self.notes.append(f"mark {label!r} failed: {exc}")
 
     @contextlib.contextmanager
-    def section(self, label: str) -> Iterator[None]:
-        """Measure a sub-block (an epoch, a step) into ``record.sections``."""
-        started = self._t0 is not None and self.record is None
+    def section(self, label: str) -> Iterator[Measurement]:
+        """Measure a sub-block (an epoch, a step) into ``record.sections``; yields its :class:`Measurement`.
+
+        The forgiving form of :meth:`window`: on a meter that is not running it measures nothing
+        (the yielded measurement stays NaN) instead of raising, so library code can open sections
+        whether or not its caller metered it.
+
+        Args:
+            label: the section's name in the record.
+        """
+        key, pending = object(), Measurement(label)
+        started = self.running
         if started:
-            t0, s0 = self._snapshot()
+            try:
+                self._begin(key, "section", label)
+            except Exception as exc:
+                self.notes.append(f"section {label!r} failed: {exc}")
+                started = False
         try:
-            yield
+            yield pending
         finally:
-            if started and self.record is None:
-                try:
-                    t1, s1 = self._snapshot()
-                    self._sections.append((label, t0, s0, t1, s1))
-                    self._note_zero_gpu(s0, s1, t1 - t0, f"section {label!r}")
-                except Exception as exc:
-                    self.notes.append(f"section {label!r} failed: {exc}")
+            if started:
+                fill(pending, self._end(key))
+
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[Measurement]:
+        """Measure the ``with`` block as a window; yields a :class:`Measurement` filled in when it exits.
+
+        Windows may nest and overlap, and two windows may share a name. Each also goes to
+        ``record.sections`` with its per-component methods, scopes and bounds. A window still open
+        when the meter stops ends there (noted in the record). An exception in the block ends the
+        window and propagates.
+
+        Raises:
+            RuntimeError: the meter is not running. A window is part of a metered block, so it does
+                not start the meter itself (nothing would stop it): open it inside
+                ``with EnergyMeter(...) as meter:`` or after ``meter.start()``.
+
+        Args:
+            name: the window's name in the measurement and the record.
+        """
+        key, pending = object(), Measurement(name)
+        self._begin(key, "window", name)
+        try:
+            yield pending
+        finally:
+            fill(pending, self._end(key))
+
+    def begin_window(self, name: str) -> None:
+        """Open a window that :meth:`end_window` closes, for code that cannot use ``with``.
+
+        Raises:
+            RuntimeError: the meter is not running (see :meth:`window`).
+            ValueError: a window of that name is already open (names identify these windows).
+
+        Args:
+            name: the window's name; pass the same to :meth:`end_window`.
+        """
+        if name in self._open:
+            raise ValueError(f"EnergyMeter.begin_window({name!r}): a window of that name is already open; end it first")
+        self._begin(name, "window", name)
+
+    def end_window(self, name: str) -> Measurement:
+        """Close the window :meth:`begin_window` opened and return its :class:`Measurement`.
+
+        After :meth:`stop` it returns the window as the stop ended it.
+
+        Raises:
+            ValueError: no window of that name is open.
+
+        Args:
+            name: the name given to :meth:`begin_window`.
+        """
+        if name not in self._open and name not in self._closed_at_stop:
+            opened = sorted(str(k) for k in self._open if isinstance(k, str))
+            raise ValueError(
+                f"EnergyMeter.end_window({name!r}): no window of that name is open (open: {opened}); "
+                "call begin_window first"
+            )
+        return self._end(name)
+
+    def read(self) -> Measurement:
+        """The energy from :meth:`start` until now, without stopping: for budgets and progress lines.
+
+        It reads every counter once (no waiting for the sampling thread; queued CUDA work is
+        synchronised first, as at a section's ends, so that it counts). After :meth:`stop` it is
+        the whole block's measurement.
+
+        Raises:
+            RuntimeError: the meter was never started.
+        """
+        if self.record is not None:
+            return Measurement.from_record(self.record)
+        if self._t0 is None:
+            raise RuntimeError(
+                "EnergyMeter.read(): the meter is not started; call meter.start() or read inside "
+                "`with EnergyMeter(...) as meter:`"
+            )
+        t, snap = self._snapshot()
+        skip, _ = self._mirrored(snap)
+        return Measurement.of(self.label, 0.0, t, self._components(snap, skip))
+
+    def _begin(self, key: object, what: str, name: str) -> None:
+        if not self.running:
+            state = "stopped (its record is final)" if self.record is not None else "not started"
+            raise RuntimeError(
+                f"EnergyMeter.{what}({name!r}): the meter is {state}; open windows inside "
+                "`with EnergyMeter(...) as meter:` or between meter.start() and meter.stop()"
+            )
+        t, snap = self._snapshot()
+        self._open[key] = (what, name, t, snap)
+
+    def _end(self, key: object) -> Measurement:
+        """End the open span ``key``: keep it for the record and return its measurement."""
+        if key in self._closed_at_stop:
+            return self._closed_at_stop.pop(key)
+        what, name, t0, s0 = self._open.pop(key)
+        try:
+            t1, s1 = self._snapshot()
+            self._sections.append((name, t0, s0, t1, s1))
+            self._note_zero_gpu(s0, s1, t1 - t0, f"{what} {name!r}")
+            skip, _ = self._mirrored(s1)
+            return Measurement.of(name, t0, t1 - t0, self._components(s1, skip, start=s0))
+        except Exception as exc:  # never let bookkeeping break the user's run
+            self.notes.append(f"{what} {name!r} failed: {exc}")
+            return Measurement(name, start_s=t0)
+
+    def _mirrored(self, end: _Snap) -> tuple[frozenset[int], list[str]]:
+        """RAPL package zones that mirror another from the start to ``end``, and a note for each."""
+        zones = {r.device: r for r in self.readers if isinstance(r, er.RaplDomain) and r.kind == "cpu"}
+        if len(zones) < 2:
+            return frozenset(), []
+        deltas = {d: 1e6 * (end[id(r)] - self._base.get(id(r), 0.0)) for d, r in zones.items()}
+        mirrors = er.mirrored_zones(deltas)
+        notes = [
+            f"RAPL zone {mirror} advanced by the same energy as {kept} ({deltas[kept] / 1e6:.6g} J, within "
+            f"{er.RAPL_MIRROR_TOLERANCE_UJ:g} µJ): one counter mirrored per die; counted once"
+            for mirror, kept in mirrors.items()
+        ]
+        return frozenset(id(zones[m]) for m in mirrors), notes
 
     def _mirrors(self, end: _Snap) -> frozenset[int]:
         """RAPL package zones that mirror another over the window (kept out of every sum, noted)."""
-        zones = {r.device: r for r in self.readers if isinstance(r, er.RaplDomain) and r.kind == "cpu"}
-        if len(zones) < 2:
-            return frozenset()
-        deltas = {d: 1e6 * (end[id(r)] - self._base.get(id(r), 0.0)) for d, r in zones.items()}
-        mirrors = er.mirrored_zones(deltas)
-        for mirror, kept in mirrors.items():
-            self.notes.append(
-                f"RAPL zone {mirror} advanced by the same energy as {kept} ({deltas[kept] / 1e6:.6g} J, within "
-                f"{er.RAPL_MIRROR_TOLERANCE_UJ:g} µJ): one counter mirrored per die; counted once"
-            )
-        return frozenset(id(zones[m]) for m in mirrors)
+        skip, notes = self._mirrored(end)
+        self.notes += notes
+        return skip
 
-    def _components(self, end: _Snap, skip: frozenset[int]) -> list[ComponentEnergy]:
+    def _components(self, end: _Snap, skip: frozenset[int], start: _Snap | None = None) -> list[ComponentEnergy]:
+        """Per-reader figures from ``start`` (default: the meter's start) to ``end``, with their bounds."""
+        start = self._base if start is None else start
         comps = []
         for r in self.readers:
             if id(r) in skip:
                 continue
-            joules = end[id(r)] - self._base.get(id(r), 0.0)
+            joules = end[id(r)] - start.get(id(r), 0.0)
             low, high = (joules * r.low_factor, joules * r.high_factor) if r.estimated else (math.nan, math.nan)
             comps.append(ComponentEnergy(r.kind, r.device, joules, r.method, r.scope, low, high))
         return comps
+
+    def _interval(self, label: str, t0: float, s0: _Snap, t1: float, s1: _Snap, skip: frozenset[int]) -> Interval:
+        """A span of the record, with joules per kind and the components behind them."""
+        comps = self._components(s1, skip, start=s0)
+        by_kind: dict[str, float] = {}
+        for c in comps:
+            by_kind[c.kind] = by_kind.get(c.kind, 0.0) + c.joules
+        return Interval(label, t0, t1, by_kind, tuple(comps))
 
     def _wall(self, wall_s: float, others_j: float) -> ComponentEnergy | None:
         if self.wall_meter is None:
@@ -380,6 +526,11 @@ class EnergyMeter:
             return self.record
         self.start()
         wall, snap = self._snapshot()
+        still_open = dict(self._open)
+        self._open.clear()
+        for what, name, t0, s0 in still_open.values():
+            self._sections.append((name, t0, s0, wall, snap))
+            self.notes.append(f"{what} {name!r} was still open when the meter stopped; it ends there")
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
@@ -406,6 +557,13 @@ class EnergyMeter:
         wall_comp = self._wall(wall, sum(c.joules for c in comps))
         if wall_comp is not None:
             comps.append(wall_comp)
+        for key, (what, name, t0, s0) in still_open.items():  # what end_window / the window's block will get
+            try:
+                parts = self._components(snap, skip, start=s0)
+                self._closed_at_stop[key] = Measurement.of(name, t0, wall - t0, parts)
+            except Exception as exc:
+                self.notes.append(f"{what} {name!r} failed: {exc}")
+                self._closed_at_stop[key] = Measurement(name, start_s=t0)
         est = self._estimate()
         cpu_s = (est.cpu_seconds - self._cpu_s_base) if est else math.nan
         cpu_dev = next((r.device for r in self.readers if r.kind == "cpu"), er.cpu_brand() if self.cpu else "")
@@ -424,8 +582,8 @@ class EnergyMeter:
             intensity_code=str(self.intensity.code),
             intensity_g_per_kwh=float(self.intensity.g_per_kwh),
             intensity_source=str(self.intensity.source),
-            sections=[Interval(lab, t0, t1, self._by_kind(s0, s1, skip)) for lab, t0, s0, t1, s1 in self._sections],
-            marks=[Interval(lab, 0.0, t, self._by_kind(self._base, s, skip)) for lab, t, s in self._marks],
+            sections=[self._interval(lab, t0, s0, t1, s1, skip) for lab, t0, s0, t1, s1 in self._sections],
+            marks=[self._interval(lab, 0.0, self._base, t, s, skip) for lab, t, s in self._marks],
             notes=list(self.notes),
             hostname=socket.gethostname(),
             git_commit=git_commit(),
@@ -435,6 +593,7 @@ class EnergyMeter:
             cpu_threads=est.thread_power.threads if est and est.thread_power else None,
             idle_baseline_s=self.idle_baseline_s if self.idle_baseline_s else math.nan,
             idle_w=self._idle_w,
+            project_commit=self._project_commit,
         )
         return self.record
 

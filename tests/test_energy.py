@@ -323,6 +323,13 @@ def test_sections_marks_pue_and_co2():
     assert rec.sections[0].total_j == pytest.approx(100 * 2.0 / n)
     assert rec.sections[1].total_j == pytest.approx(100 * 4.0 / n)
     assert rec.marks[0].label == "after 1" and rec.marks[0].joules["cpu"] == pytest.approx(100 * 2.0 / n)
+    # sections and marks keep the method, scope and bounds of each component, like the record's total
+    assert rec.sections[1].methods() == {"cpu": er.METHOD_TDP_UTIL} and rec.sections[1].scopes() == {
+        "cpu": "process-tree"
+    }
+    low, high = rec.sections[1].joules_bounds()
+    assert low == pytest.approx((1 - er.IDLE_SHARE) * rec.sections[1].total_j) and high >= rec.sections[1].total_j
+    assert rec.marks[0].components[0].method == er.METHOD_TDP_UTIL
     assert rec.energy_j_pue == pytest.approx(1.5 * rec.energy_j)
     assert rec.co2e_g == pytest.approx(rec.energy_j * 1.5 / 3.6e6 * rec.intensity_g_per_kwh)
     assert rec.intensity_code == "FR" and rec.intensity_source
@@ -394,6 +401,28 @@ def test_log_with_the_old_header_is_refused_in_one_line_and_kept(tmp_path):
     assert log.read_text() == content
     rc = cli_main(["energy", "--log", str(log), "--cpu-tdp", "100", "--", sys.executable, "-c", "pass"])
     assert rc == 0 and log.read_text() == content  # the CLI reports it and still returns the command's code
+
+
+def test_a_log_without_the_provenance_columns_still_loads_and_is_not_appended_to(tmp_path):
+    """The layout before ``project_commit``/``tool_version``: read_records fills them in empty, and
+    append_record refuses the file like any older layout."""
+    old_columns = [c for c in RECORD_COLUMNS if c not in ("project_commit", "tool_version")]
+    row = _record("old").row()
+    log = tmp_path / "energy_log.csv"
+    with open(log, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow(row)
+    content = log.read_text()
+    df = read_records(log)
+    assert list(df.columns) == list(RECORD_COLUMNS)
+    assert df["label"].iloc[0] == "old" and df["cpu_j"].iloc[0] == pytest.approx(row["cpu_j"])
+    assert df["project_commit"].iloc[0] == "" and df["tool_version"].iloc[0] == ""
+    with pytest.raises(
+        ValueError, match=rf"older column layout \(50 columns, this version writes {len(RECORD_COLUMNS)}\)"
+    ):
+        append_record(_record("new"), log)
+    assert log.read_text() == content
 
 
 # ------------------------------------------------------------------------------------------

@@ -201,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         print(f"DDP: world size {info.world_size}, backend {backend}", flush=True)
     energy: bool | str = False if args.no_energy else (args.energy_log or True)
-    handler = distributed.StopHandler(distributed.DistContext(info, device)) if info.launched else None
+    prog = getattr(args, "prog", "waveflow train")
+    handler = distributed.StopHandler(distributed.DistContext(info, device), prog=prog) if info.launched else None
     try:
         if handler is not None:
             handler.install()
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except TrainingDiverged as exc:  # decided on the averaged loss: the same on every rank
         if info.is_main:
-            print(f"python -m waveflow train: {exc}")
+            print(f"{prog}: {exc}")
         return 3
     except (ValueError, FileNotFoundError):  # options and resume checks: rank 0 decides and broadcasts
         if info.is_main:
@@ -274,7 +275,7 @@ def _report_failure(handler: distributed.StopHandler, exc: BaseException) -> int
     if ctx.rank == 0:
         line = distributed.failure_line(ctx, exc, handler.step, handler.checkpoint)
         if handler.printed.acquire(blocking=False):
-            print(f"python -m waveflow train: {line}", file=sys.stderr, flush=True)
+            print(f"{handler.prog}: {line}", file=sys.stderr, flush=True)
     elif cause:
-        print(f"python -m waveflow train: rank {ctx.rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"{handler.prog}: rank {ctx.rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     return 1

@@ -86,8 +86,9 @@ class StopHandler:
     the thread prints ``line()`` (rank 0) and ends the process with 128 + the signal number.
     """
 
-    def __init__(self, ctx: DistContext, grace_s: float = STOP_GRACE_S) -> None:
+    def __init__(self, ctx: DistContext, grace_s: float = STOP_GRACE_S, prog: str = "waveflow train") -> None:
         self.ctx, self.grace_s = ctx, grace_s
+        self.prog = prog  # how the user ran the command, prefixed to the job's one-line reason
         self.step: int | None = None
         self.checkpoint: Path | None = None
         self.printed = threading.Lock()
@@ -134,9 +135,7 @@ class StopHandler:
             return
         if self.ctx.rank == 0 and self.printed.acquire(blocking=False):
             exc = JobStopped("SIGTERM while blocked in a collective or a CUDA call")
-            print(
-                f"python -m waveflow train: {failure_line(self.ctx, exc, self.step, self.checkpoint)}", file=sys.stderr
-            )
+            print(f"{self.prog}: {failure_line(self.ctx, exc, self.step, self.checkpoint)}", file=sys.stderr)
             sys.stderr.flush()
         os._exit(128 + signal.SIGTERM)
 

@@ -7,7 +7,8 @@
 - :mod:`~waveflow.perf.overhead`: the meter's cost on the work it measures.
 - :mod:`~waveflow.perf.workloads`: the mel and the training step that bench times and breakdown profiles.
 - :mod:`~waveflow.perf.cpu_kernels`: the model's CPU kernel choices against the library's kernels.
-- :mod:`~waveflow.perf.gpu_check`: ``make gpu-check``, the CUDA paths on this machine's GPU.
+- :mod:`~waveflow.perf.gpu_check`: ``make gpu-check``, the CUDA paths on this machine's GPU, one module
+  per group of parts (``rows``, ``energy_parts``, ``path_parts``) and the ``runner``.
 
 Nothing here is imported by the measurements themselves; the sub-modules are imported on use.
 """

@@ -124,7 +124,7 @@ def energy_paths(energy: bool | str | os.PathLike, out: Path) -> tuple[Path, Pat
 
 
 def over_budget(config: TrainConfig, spent: tuple[float, float, float, float]) -> str:
-    """Which budget the run has used up ("" when none): ``spent`` is :func:`spent_total`'s tuple."""
+    """Which budget the run has used up ("" when none): ``spent`` is :meth:`RunState.spent_total`'s tuple."""
     joules, _, _, seconds = spent
     if config.energy_budget_j is not None and joules >= config.energy_budget_j:
         return f"energy budget {config.energy_budget_j:g} J reached ({joules:.4g} J of training)"

@@ -488,7 +488,7 @@ def test_cli_prints_meter_warnings_as_plain_notes(monkeypatch, capsys):
     monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC")
     assert cli_main(["energy", "--no-log", "--", sys.executable, "-c", "pass"]) == 0
     err = capsys.readouterr().err
-    assert "python -m waveflow energy: note: EnergyMeter: generic brand 'AMD EPYC'" in err
+    assert "waveflow energy: note: EnergyMeter: generic brand 'AMD EPYC'" in err
     assert "UserWarning" not in err and ".py:" not in err
 
 

@@ -55,6 +55,12 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command(
         "waveflow.pipeline", "add_reproduce_arguments", "run_reproduce", "run the numbered notebooks with papermill"
     ),
+    "figures": Command(
+        "waveflow.pipeline",
+        "add_figures_arguments",
+        "run_figures",
+        "replace the committed figures/ with a profile's run (build/figures/<profile>/)",
+    ),
     "check-notebooks": Command(
         "waveflow.pipeline",
         "add_check_notebooks_arguments",
@@ -67,6 +73,7 @@ COMMANDS: dict[str, Command] = {
     "gpu-check": Command(
         "waveflow.perf.gpu_check", "add_arguments", "run", "run every CUDA path once and record the numbers"
     ),
+    "pareto": Command("waveflow.analysis.command", "add_arguments", "run", "Pareto table and figure of a results CSV"),
     "cli-reference": Command(
         "waveflow.cli_reference", "add_arguments", "run", "write or check the command-line reference page (docs/cli.md)"
     ),

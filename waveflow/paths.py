@@ -8,10 +8,11 @@ repository. The paper's inputs (its tables, the survey, the bundled clips) stay 
 Where outputs go: in a source checkout (the package's parent folder holds this project's
 ``pyproject.toml``), under the checkout, as the notebooks and ``make`` targets expect. Installed
 anywhere else, under ``$WAVEFLOW_HOME``, or the current directory when it is not set, with the same
-layout (``build/results/``, ``figures/``); never inside the installed package. Two outputs can be
-redirected on their own: ``WAVEFLOW_FIGURES`` and ``WAVEFLOW_RESULTS``. ``make test`` points both
-into ``build/test-outputs/`` so that running the notebooks at their tiny test defaults never
-overwrites the figures a full ``make reproduce`` made.
+layout (``build/results/``, ``figures/``); never inside the installed package. In a checkout, each
+profile's figures go to ``build/figures/<profile>/``: the committed ``figures/`` change only through
+``waveflow figures --profile P``. Two outputs can be redirected on their own: ``WAVEFLOW_FIGURES``
+and ``WAVEFLOW_RESULTS``. ``make test`` points both into ``build/test-outputs/`` so that running the
+notebooks at their tiny test defaults never touches what ``make reproduce`` made.
 """
 
 from __future__ import annotations
@@ -35,7 +36,22 @@ CHECKOUT = _is_checkout(ROOT)
 HOME = ROOT if CHECKOUT else Path(os.environ.get("WAVEFLOW_HOME") or Path.cwd()).resolve()
 DATA = ROOT / "data"
 BUILD = HOME / "build"
-FIGURES = Path(os.environ.get("WAVEFLOW_FIGURES", HOME / "figures"))
+#: the figures the README and the docs show, committed; only ``waveflow figures`` (``make figures``) changes them
+COMMITTED_FIGURES = ROOT / "figures"
+
+
+def profile_figures(profile: str) -> Path:
+    """Where a run of ``profile`` writes its figures in a checkout: ``build/figures/<profile>/``."""
+    return BUILD / "figures" / profile
+
+
+#: where figures are written: $WAVEFLOW_FIGURES; in a checkout ``build/figures/<$WAVEFLOW_PROFILE>/``
+#: (``interactive`` for a notebook run by hand), so no run overwrites the committed figures; installed
+#: elsewhere, ``figures/`` under the output home
+FIGURES = Path(
+    os.environ.get("WAVEFLOW_FIGURES")
+    or (profile_figures(os.environ.get("WAVEFLOW_PROFILE") or "interactive") if CHECKOUT else HOME / "figures")
+)
 RESULTS = Path(os.environ.get("WAVEFLOW_RESULTS", BUILD / "results"))
 RUNS = BUILD / "runs"
 EXECUTED = BUILD / "notebooks"  # executed copies of the notebooks and their HTML

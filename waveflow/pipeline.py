@@ -10,6 +10,7 @@ direction: sources in git carry no outputs, so diffs stay readable and nbval run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from . import __version__
 from .energy import readers
 from .energy.record import git_commit
 from .files import atomic_write
-from .paths import EXECUTED, PARAMS, ROOT
+from .paths import CHECKOUT, COMMITTED_FIGURES, EXECUTED, PARAMS, ROOT, profile_figures
 from .report import REPORT_DIR, build_report
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -198,6 +199,45 @@ def reproduce(
     for stem in sorted(set(prof) - known):
         warnings.warn(f"profile {str(profile)!r}: entry {stem!r} matches no notebook in {notebooks_dir}", stacklevel=2)
     extra = {"DATA": str(Path(data).expanduser().resolve())} if data else {}
+    with _figures_of(profile_name(profile)) as figures:
+        log(f"profile {profile_name(profile)}: figures go to {figures}")
+        return _run_all(notebooks, prof, profile, extra, output_dir, progress_bar, html, log)
+
+
+def profile_name(profile: str | Path) -> str:
+    """``quick`` for ``quick`` and for ``params/quick.yaml``."""
+    return Path(str(profile)).stem
+
+
+@contextlib.contextmanager
+def _figures_of(profile: str):
+    """Point the notebooks' kernels at ``build/figures/<profile>/`` for the run (they inherit the
+    environment), unless ``WAVEFLOW_FIGURES`` was set: a run never writes the committed figures."""
+    saved = {k: os.environ.get(k) for k in ("WAVEFLOW_FIGURES", "WAVEFLOW_PROFILE")}
+    if not saved["WAVEFLOW_FIGURES"]:
+        os.environ["WAVEFLOW_FIGURES"] = str(profile_figures(profile))
+    os.environ["WAVEFLOW_PROFILE"] = profile
+    try:
+        yield Path(os.environ["WAVEFLOW_FIGURES"])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _run_all(
+    notebooks: list[Path],
+    prof: dict[str, Any],
+    profile: str | Path,
+    extra: dict[str, Any],
+    output_dir: Path,
+    progress_bar: bool,
+    html: bool,
+    log: Any,
+) -> list[NotebookRun]:
+    """Each notebook in turn with its parameters; the first failure stops the run."""
     runs = []
     for i, nb in enumerate(notebooks, start=1):
         params, ignored = parameters_for(nb, prof, extra)
@@ -205,7 +245,7 @@ def reproduce(
             warnings.warn(
                 f"{nb.name}: parameter {name!r} from profile {str(profile)!r} is not declared in its "
                 "parameters cell; not injected",
-                stacklevel=2,
+                stacklevel=4,
             )
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults"
         log(f"[{i}/{len(notebooks)}] {nb.name} ({shown})")
@@ -275,7 +315,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
             return 1
     print(f"{len(runs)} notebook(s) in {time.perf_counter() - start:.1f} s; executed copies in {args.output}")
     if not args.no_report:
-        page = build_report(profile=str(args.profile), executed=Path(args.output), out=Path(args.report))
+        name = profile_name(args.profile)
+        figures = Path(os.environ.get("WAVEFLOW_FIGURES") or profile_figures(name))
+        page = build_report(profile=name, executed=Path(args.output), figures=figures, out=Path(args.report))
         print(f"report: {page} (open it in a browser; it is self-contained)")
     return 0
 
@@ -345,3 +387,49 @@ def environment_info() -> dict[str, str]:
     info["cpu"] = f"{readers.cpu_brand()} ({os.cpu_count()} logical cores)"
     info["platform"] = platform.platform()
     return info
+
+
+# ------------------------------------------------------------------------------------------
+# figures: the committed figures, replaced only on request
+def promote_figures(profile: str, source: Path | None = None, dest: Path = COMMITTED_FIGURES) -> list[tuple[str, str]]:
+    """Copy a profile's figures over the committed ones; ``(file, what happened)`` per file.
+
+    The committed ``figures/`` are what the README and the docs show, so a run never writes them
+    (``reproduce`` writes to ``build/figures/<profile>/``); this is the one way they change, and it
+    says for each file whether it was new, replaced or unchanged.
+
+    Raises:
+        FileNotFoundError: when the profile has no figures (it has not been run).
+    """
+    if not CHECKOUT:
+        raise ValueError("figures: the committed figures live in a source checkout; this is an installed copy")
+    source = Path(source) if source is not None else profile_figures(profile)
+    files = sorted(p for p in source.glob("[0-9][0-9]_*") if p.suffix in (".pdf", ".png", ".csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"--profile {profile}: no figures in {source}; run `make reproduce PROFILE={profile}` first"
+        )
+    done = []
+    for path in files:
+        target = dest / path.name
+        data = path.read_bytes()
+        state = "new" if not target.exists() else ("unchanged" if target.read_bytes() == data else "replaced")
+        if state != "unchanged":
+            atomic_write(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        done.append((path.name, state))
+    return done
+
+
+def add_figures_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``figures``."""
+    parser.add_argument("--profile", required=True, help="copy build/figures/<PROFILE>/ over the committed figures/")
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    """Replace the committed figures with a profile's, and say what changed."""
+    done = promote_figures(args.profile)
+    for name, state in done:
+        print(f"{state:>9}  figures/{name}")
+    changed = sum(state != "unchanged" for _, state in done)
+    print(f"{changed} of {len(done)} file(s) changed from build/figures/{args.profile}/; review with `git diff --stat`")
+    return 0

@@ -31,7 +31,7 @@ from . import __version__
 from .energy import readers
 from .energy.record import git_commit
 from .files import atomic_write
-from .paths import BUILD, DATA, EXECUTED, FIGURES, PACKAGE_DATA, RESULTS
+from .paths import BUILD, CHECKOUT, COMMITTED_FIGURES, DATA, EXECUTED, FIGURES, PACKAGE_DATA, RESULTS, profile_figures
 
 REPORT_DIR = BUILD / "report"
 TEMPLATE = "report.html.j2"
@@ -278,7 +278,7 @@ def build_report(
     profile: str = "quick",
     executed: Path | None = None,
     results: Path = RESULTS,
-    figures: Path = FIGURES,
+    figures: Path | None = None,
     out: Path = REPORT_DIR,
 ) -> Path:
     """Write ``<out>/index.html`` from a finished run and return its path.
@@ -287,10 +287,11 @@ def build_report(
         profile: the parameter profile the run used (shown in the header).
         executed: folder of executed notebooks (default ``build/notebooks``).
         results: folder of result tables (default ``build/results``).
-        figures: folder of figures (default ``figures/``).
+        figures: folder of the run's figures (default ``build/figures/<profile>/`` in a checkout).
         out: where the page and its copied figures go (default ``build/report``).
     """
     executed = Path(executed) if executed is not None else EXECUTED
+    figures = Path(figures) if figures is not None else (profile_figures(profile) if CHECKOUT else FIGURES)
     if not executed.is_dir():
         raise FileNotFoundError(f"report: no executed notebooks in {executed}; run `make reproduce` first")
     out = Path(out)
@@ -346,7 +347,7 @@ def _energy_headline(frame: pd.DataFrame, quantity: str, paper_source: str) -> t
     return f"{paper.loc['WF2', 'value']:g}", value, paper_relative, relative, str(o["method"])
 
 
-def headline_rows(figures: Path = FIGURES) -> list[tuple[str, str, str, str]]:
+def headline_rows(figures: Path = COMMITTED_FIGURES) -> list[tuple[str, str, str, str]]:
     """(quantity, paper, this reproduction, how ours was obtained): the paper's headline numbers beside
     the committed run's, read from the figures' CSVs so that the README cannot contradict them."""
     from .analysis.pareto import pareto_table
@@ -393,7 +394,7 @@ def headline_rows(figures: Path = FIGURES) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def headline_markdown(figures: Path = FIGURES) -> str:
+def headline_markdown(figures: Path = COMMITTED_FIGURES) -> str:
     """The headline table as the README holds it, between :data:`HEADLINE_START` and :data:`HEADLINE_END`."""
     lines = [
         HEADLINE_START,

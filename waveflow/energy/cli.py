@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     record follows the command's output on stdout as one JSON line. A signal death returns
     128 + signal like a shell; a missing executable returns 127.
     """
+    prog = getattr(args, "prog", "waveflow energy")
     cmd = list(args.command)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        raise ValueError("energy: expected a command after --, e.g. `python -m waveflow energy -- python train.py`")
+        raise ValueError("expected a command after --, e.g. `waveflow energy -- python train.py`")
     pue = args.pue
     if pue is not None:
         try:
@@ -109,12 +110,12 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         meter.start()
     for w in caught:
-        print(f"python -m waveflow energy: note: {w.message}", file=sys.stderr)
+        print(f"{prog}: note: {w.message}", file=sys.stderr)
     try:
         proc = subprocess.Popen(cmd)
     except OSError as exc:
         record = meter.stop(exit_code=127, command=command)
-        print(f"python -m waveflow energy: error: cannot run {cmd[0]!r}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: cannot run {cmd[0]!r}: {exc}", file=sys.stderr)
         if args.json:
             _print_json(record)
         return 127

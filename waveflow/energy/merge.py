@@ -332,6 +332,7 @@ def _merged_record(
         notes=notes,
         hostname=",".join(dict.fromkeys(p.hostname for p in present if p.hostname)),
         git_commit=base.git_commit if base else "",
+        project_commit=base.project_commit if base else "",
         command=base.command if base else "",
         exit_code=base.exit_code if base else None,
     )

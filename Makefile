@@ -9,7 +9,7 @@ DATA ?=
 PORT ?= 8888
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-notebooks test-docs docs reproduce bench bench-breakdown gpu-check lint lab clean
+.PHONY: help venv test test-unit test-notebooks test-docs docs reproduce figures bench bench-breakdown gpu-check lint lab clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [PROFILE=quick|medium|paper] [DATA=/path/LJSpeech-1.1]"
@@ -45,6 +45,9 @@ docs: $(STAMP) ## Regenerate the command-line page and build the docs site into 
 
 reproduce: $(STAMP) ## Run all notebooks with papermill (PROFILE=quick|medium|paper, DATA=LJSpeech folder)
 	$(PY) -m waveflow reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)")
+
+figures: $(STAMP) ## Replace the committed figures/ with a profile's run (PROFILE=medium), saying what changed
+	$(PY) -m waveflow figures --profile $(PROFILE)
 
 bench: $(STAMP) ## Speed/overhead benchmarks (synthesis vs peak, meter overhead)
 	$(PY) -m waveflow bench

@@ -154,3 +154,43 @@ def test_a_notebook_runs_after_the_notebooks_it_reads(tmp_path):
     assert [p.stem[:2] for p in select_notebooks(tmp_path, only=["05", "06"])] == ["06", "05"]
     (tmp_path / "06_budget.ipynb").unlink()
     assert [p.stem[:2] for p in select_notebooks(tmp_path)] == ["01", "04", "05", "07"]
+
+
+def test_a_run_writes_its_figures_under_its_profile_not_the_committed_ones(monkeypatch, tmp_path):
+    """``reproduce`` points the kernels at build/figures/<profile>/ for the run, and restores the
+    environment after: the committed figures/ never change through a run."""
+    import os
+
+    from waveflow import paths
+    from waveflow.pipeline import _figures_of, profile_name
+
+    monkeypatch.delenv("WAVEFLOW_FIGURES", raising=False)
+    monkeypatch.delenv("WAVEFLOW_PROFILE", raising=False)
+    assert profile_name("params/medium.yaml") == "medium"
+    with _figures_of("medium") as figures:
+        assert figures == paths.profile_figures("medium")
+        assert os.environ["WAVEFLOW_FIGURES"] == str(figures) and os.environ["WAVEFLOW_PROFILE"] == "medium"
+        assert not figures.is_relative_to(paths.COMMITTED_FIGURES)
+    assert "WAVEFLOW_FIGURES" not in os.environ and "WAVEFLOW_PROFILE" not in os.environ
+    monkeypatch.setenv("WAVEFLOW_FIGURES", str(tmp_path))  # an explicit choice (make test) is kept
+    with _figures_of("quick") as figures:
+        assert figures == tmp_path
+
+
+def test_promoting_figures_says_what_it_replaced(tmp_path):
+    from waveflow.pipeline import promote_figures
+
+    source, dest = tmp_path / "build", tmp_path / "figures"
+    source.mkdir()
+    dest.mkdir()
+    (source / "05_x.png").write_bytes(b"new")
+    (source / "05_x.csv").write_text("a\n1\n")
+    (source / "06_y.pdf").write_bytes(b"pdf")
+    (source / "notes.txt").write_text("not a figure")
+    (dest / "05_x.png").write_bytes(b"old")
+    (dest / "05_x.csv").write_text("a\n1\n")
+    done = dict(promote_figures("medium", source, dest))
+    assert done == {"05_x.csv": "unchanged", "05_x.png": "replaced", "06_y.pdf": "new"}
+    assert (dest / "05_x.png").read_bytes() == b"new" and not (dest / "notes.txt").exists()
+    with pytest.raises(FileNotFoundError, match="--profile paper: no figures"):
+        promote_figures("paper", tmp_path / "missing", dest)

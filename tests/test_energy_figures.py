@@ -136,3 +136,64 @@ def test_pareto_spaces_table_carries_the_plotted_intervals():
     df = pd.DataFrame({"config": ["A", "B"], "q": [0.3, 0.2], "e": [1.0, 2.0], "e_lo": [0.5, 1.0], "e_hi": [9.0, 18.0]})
     t = pareto_spaces(df, {"s": ["q", "e"]}, "config", intervals={"e": ("e_lo", "e_hi")})
     assert t.y_low.tolist() == [0.5, 1.0] and t.y_high.tolist() == [9.0, 18.0] and "x_low" not in t
+
+
+def measured_table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "config": ["WF1", "WF2", "WF3"],
+            "heldout_nll_bits": [1.30, 1.25, 1.28],
+            "energy_j": [15.0, 16.0, 17.0],
+            "energy_method": ["measured:rapl"] * 3,
+            "e_gen_wh": [0.01, 0.02, 0.04],
+            "e_gen_wh_kind": ["measured:rapl"] * 3,
+        }
+    )
+
+
+def test_measured_pareto_takes_another_quality_and_its_label():
+    table = measured_table().assign(mos=lambda t: 5 - t.heldout_nll_bits).rename(columns={"config": "model"})
+    fig = figures.plot_measured_pareto(
+        table, quality="mos", quality_label="predicted MOS (higher is better)", lower_is_better=False, label="model"
+    )
+    nll = figures.plot_measured_pareto(measured_table())
+    for ax, ref in zip(fig.axes, nll.axes):
+        assert ax.get_ylabel() == "predicted MOS (higher is better)" and "NLL" in ref.get_ylabel()
+        assert ax.get_title() == ref.get_title()  # the same dominated models: MOS = 5 - NLL
+    assert fig.axes[0].get_title() == "Quality against training energy: dominated WF3"
+    plt.close(fig)
+    plt.close(nll)
+
+
+@pytest.mark.parametrize(("maximize", "where"), [(["q"], "post"), (["e"], "pre")])
+def test_pareto_figure_draws_the_front_as_the_staircase_of_its_direction(maximize, where):
+    from waveflow.analysis.pareto import pareto_table
+
+    df = pd.DataFrame({"m": ["a", "b", "c"], "e": [1.0, 2.0, 3.0], "q": [1.0, 2.0, 3.0]})  # a trade-off: all optimal
+    # x = e, y = q: minimising e with q maximised, or maximising e with q minimised
+    t = pareto_table(df, ["e", "q"], "m", maximize=maximize)
+    fig = figures.plot_pareto(t, ["e", "q"], "m", maximize=maximize)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("e (") and ("higher" in ax.get_xlabel()) == ("e" in maximize)
+    (line,) = ax.get_lines()
+    assert line.get_drawstyle() == f"steps-{where}"
+    labels = {t.get_text() for t in ax.texts}
+    assert labels == {"a", "b", "c"}
+    plt.close(fig)
+
+
+def test_pareto_figure_of_three_objectives_has_one_panel_per_pair():
+    from waveflow.analysis.pareto import pareto_table
+
+    df = pd.DataFrame({"m": ["a", "b", "c", "d"], "x": [1, 2, 3, 4], "y": [4, 3, 2, 5], "z": [1, 1, 1, 0]})
+    t = pareto_table(df, ["x", "y", "z"], "m")
+    fig = figures.plot_pareto(t, ["x", "y", "z"], "m")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [(ax.get_xlabel().split()[0], ax.get_ylabel().split()[0]) for ax in visible] == [
+        ("x", "y"), ("x", "z"), ("y", "z")
+    ]  # fmt: skip
+    assert not any(ax.get_lines() for ax in visible)  # no staircase: a projection's front is not the front
+    assert "optimal in all 3 objectives" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least two"):
+        figures.plot_pareto(t, ["x"], "m")

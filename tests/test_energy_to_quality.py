@@ -173,3 +173,109 @@ def test_measured_pareto_labels_and_ticks_do_not_overlap():
         assert 1 <= len(ticks) <= 6
         for i, a in enumerate(ticks):
             assert not any(a.overlaps(b) for b in ticks[i + 1 :])
+
+
+# Your own columns: a predicted MOS (higher is better) against watt-hours, rows named by ``model``, no
+# step, method or bounds. The same curves as CROSSING with MOS = 5 - NLL, so every answer is known.
+MOS = dict(quality="mos", lower_is_better=False, energy="energy_wh", label="model")
+MOS_MARKS = pd.DataFrame(
+    {"model": r.config, "step": r.step, "energy_wh": r.energy_j, "mos": round(5 - r.heldout_nll_bits, 4)}
+    for r in CROSSING.itertuples()
+)
+
+
+def test_own_columns_at_budget_and_quality_at():
+    last = e2q.at_budget(MOS_MARKS, **MOS)
+    assert last.model.tolist() == ["Small", "Big"] and last.mos.tolist() == [2.65, 3.1]
+    early = e2q.at_budget(MOS_MARKS, 50, **MOS)  # the quality each run had when it had spent 50 Wh
+    assert early.model.tolist() == ["Small", "Big"] and early.mos.tolist() == [2.6, 2.1]
+    assert e2q.at_budget(MOS_MARKS, 15, **MOS).model.tolist() == ["Small"]
+    small = MOS_MARKS[MOS_MARKS.model == "Small"]
+    assert e2q.quality_at(small, 30, **MOS) == 2.5 and math.isnan(e2q.quality_at(small, 5, **MOS))
+
+
+def test_own_columns_targets_budgets_and_best():
+    table = e2q.energy_to_targets(MOS_MARKS, [2.5, 3.0], **MOS)
+    assert list(table.columns) == [
+        "target_mos",
+        "model",
+        "energy_wh",
+        "energy_wh_low",
+        "energy_wh_high",
+        "step",
+        "reached",
+    ]
+    got = {(r.target_mos, r.model): r.energy_wh for r in table.itertuples()}
+    assert got[(2.5, "Small")] == 20 and got[(2.5, "Big")] == 80  # the first mark at or above the target
+    assert got[(3.0, "Small")] == e2q.NOT_REACHED and got[(3.0, "Big")] == 160
+    best = e2q.best_at_budgets(MOS_MARKS, [20, 40, 80, 160], **MOS)
+    assert list(best.columns) == ["budget_energy_wh", "Small", "Big", "best", "best_mos"]
+    assert best.best.tolist() == ["Small", "Small", "Big", "Big"] and best.best_mos.tolist() == [2.5, 2.6, 2.8, 3.1]
+    targets = e2q.default_targets(MOS_MARKS, **MOS)
+    assert len(targets) == 3 and all(2.0 < t < 3.1 for t in targets) and targets == sorted(targets)  # easiest first
+    assert e2q.default_budgets(MOS_MARKS, **MOS) == e2q.default_budgets(CROSSING)
+
+
+def test_own_columns_crossings_and_findings_in_words():
+    crossed = e2q.crossings(MOS_MARKS, **MOS)
+    assert crossed.to_dict("records") == [{"energy_wh": 80.0, "before": "Small", "after": "Big"}]
+    words = dict(quality_label="predicted MOS", quality_unit="", energy_unit="Wh", energy_use="")
+    text = e2q.findings(MOS_MARKS, e2q.best_at_budgets(MOS_MARKS, [40, 160], **MOS), crossed, **MOS, **words)
+    assert text[0] == "At the largest budget (160 Wh), Big has the highest predicted MOS (3.1000)."
+    assert text[1] == "The best model changes with the budget: Small at 40 Wh, Big at 160 Wh."
+    assert text[2] == (
+        "The curves of Small and Big cross by 80 Wh: below it Small has the higher predicted MOS, from there on Big."
+    )
+
+
+def test_own_columns_without_a_step_order_marks_by_energy():
+    no_step = MOS_MARKS.drop(columns="step").sample(frac=1, random_state=0)
+    cols = {**MOS, "step": None}
+    last = e2q.at_budget(no_step, **cols)
+    assert dict(zip(last.model, last.mos)) == {"Small": 2.65, "Big": 3.1}
+    reached = e2q.energy_to_targets(no_step, [2.5], **cols).set_index("model")
+    assert reached.loc["Small", "mark"] == 2 and reached.loc["Big", "mark"] == 2
+    assert e2q.crossings(no_step, **cols).to_dict("records") == [{"energy_wh": 80.0, "before": "Small", "after": "Big"}]
+
+
+def test_own_columns_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"lacks columns \['mos'\]"):
+        e2q.at_budget(MOS_MARKS.drop(columns="mos"), **MOS)
+    with pytest.raises(ValueError, match="column 'mos' holds non-numbers"):
+        e2q.crossings(MOS_MARKS.assign(mos="good"), **MOS)
+    with pytest.raises(ValueError, match="lower_is_better='no'; expected True or False"):
+        e2q.at_budget(MOS_MARKS, **{**MOS, "lower_is_better": "no"})
+    # the default columns need only what the helpers read, not the whole marks table of a training run
+    assert e2q.at_budget(CROSSING.drop(columns=["examples", "wall_s"])).config.tolist() == ["Small", "Big"]
+
+
+def test_the_helpers_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, waveflow.analysis.curves, waveflow.analysis.command; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+    from waveflow.analysis import curves
+
+    assert e2q.at_budget is curves.at_budget and e2q.COLUMNS is curves.COLUMNS and e2q.nll_at is curves.quality_at
+
+
+def test_energy_to_quality_figure_with_own_columns():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from waveflow.analysis import figures
+
+    fig = figures.plot_energy_to_quality(
+        MOS_MARKS,
+        quality="mos",
+        quality_label="predicted MOS",
+        energy="energy_wh",
+        energy_label="energy (Wh)",
+        label="model",
+    )
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "predicted MOS" and ax.get_xlabel() == "energy (Wh)" and len(ax.get_lines()) == 2
+    assert "low–high" not in ax.get_title() and ax.get_legend().get_title().get_text() == "model"
+    matplotlib.pyplot.close(fig)

@@ -1,9 +1,12 @@
 """Pareto optimality for comparing models on quality and energy at once (paper §5).
 
-All objectives are minimised (the paper uses 1 − MOS/5 and energy). Point ``a`` dominates ``b`` when
-``a`` is no worse in every objective and strictly better in at least one, so equal points never
-dominate each other and both stay on the front. Works for any number of objectives; the dominance
-matrix is O(n² · m) memory, fine for the hundreds of configurations a study compares.
+All objectives are minimised (the paper uses 1 − MOS/5 and energy); the DataFrame helpers take a
+``maximize`` list for the objectives where higher is better (a MOS, an accuracy), which are negated
+internally. Point ``a`` dominates ``b`` when ``a`` is no worse in every objective and strictly better
+in at least one, so equal points never dominate each other and both stay on the front. Works for any
+number of objectives; the dominance matrix is O(n² · m) memory, fine for the hundreds of
+configurations a study compares. ``waveflow pareto`` (:mod:`waveflow.analysis.command`) runs it on
+any results CSV.
 """
 
 from __future__ import annotations
@@ -233,16 +236,18 @@ def pareto_spaces(
     spaces: dict[str, Sequence[str]],
     label: str,
     intervals: dict[str, tuple[str, str]] | None = None,
+    maximize: Sequence[str] = (),
 ) -> pd.DataFrame:
     """:func:`pareto_table` in several objective spaces at once, stacked in one tidy frame.
 
     Args:
         df: one row per model.
-        spaces: space name -> objective columns (all minimised), e.g.
+        spaces: space name -> objective columns (minimised unless in ``maximize``), e.g.
             ``{"training": ["one_minus_pct_mos", "e_train_kwh"]}``.
         label: the column naming the rows.
         intervals: objective -> ``(low column, high column)`` of an estimate's interval; the matching
             axis gets ``x_low``/``x_high`` (or ``y_…``) columns. Dominance uses the values themselves.
+        maximize: objectives, in any space, where higher is better (``["mos"]``).
 
     Returns:
         Columns ``space``, ``label``, ``x``/``y`` (first two objectives, for plotting), ``pareto_optimal``,
@@ -251,7 +256,7 @@ def pareto_spaces(
     intervals = intervals or {}
     parts = []
     for name, objectives in spaces.items():
-        t = pareto_table(df, objectives, label)
+        t = pareto_table(df, objectives, label, maximize=[c for c in maximize if c in objectives])
         part = pd.DataFrame({"space": name, label: t[label], "objectives": " vs ".join(objectives)})
         for axis, col in zip(("x", "y", "z"), objectives):
             part[axis] = t[col].astype(float).to_numpy()
@@ -268,22 +273,27 @@ def pareto_spaces(
     return out
 
 
-def hypervolume_summary(df: pd.DataFrame, spaces: dict[str, Sequence[str]], margin: float = 0.1) -> pd.DataFrame:
+def hypervolume_summary(
+    df: pd.DataFrame, spaces: dict[str, Sequence[str]], margin: float = 0.1, maximize: Sequence[str] = ()
+) -> pd.DataFrame:
     """Hypervolume of the Pareto front in each space, with the reference point used.
 
     The reference is :func:`reference_point` (worst value + ``margin`` × range per objective); the
     normalised value divides by the box between the per-objective best value and the reference, so the
-    training (kWh) and generation (Wh) fronts can be compared on one 0–1 scale.
+    training (kWh) and generation (Wh) fronts can be compared on one 0–1 scale. Objectives in
+    ``maximize`` are negated for the volume; the reference is printed in their own units (below the
+    worst value).
     """
     rows = []
     for name, objectives in spaces.items():
-        p = df[list(objectives)].to_numpy(dtype=float)
+        sign = np.array([-1.0 if c in maximize else 1.0 for c in objectives])
+        p = df[list(objectives)].to_numpy(dtype=float) * sign
         ref = reference_point(p, margin)
         rows.append(
             {
                 "space": name,
                 "objectives": " vs ".join(objectives),
-                "reference": "(" + ", ".join(f"{r:.6g}" for r in ref) + ")",
+                "reference": "(" + ", ".join(f"{r:.6g}" for r in ref * sign) + ")",
                 "n_points": len(p),
                 "n_optimal": int(pareto_mask(p).sum()),
                 "hypervolume": hypervolume(p, ref),

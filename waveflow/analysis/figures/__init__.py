@@ -27,7 +27,7 @@ from .common import (
     short_method,
 )
 from .energy import inference_figure_data, plot_inference_energy, plot_training_energy, training_figure_data
-from .pareto import plot_front, plot_measured_pareto, plot_pareto_spaces
+from .pareto import plot_front, plot_measured_pareto, plot_pareto, plot_pareto_spaces, save_pareto_figure
 from .quality import energy_to_quality_figure_data, plot_energy_to_quality
 from .survey import plot_counts
 from .table1 import plot_co2e_by_grid, plot_table1, plot_zoo_costs, zoo_costs_figure_data
@@ -47,10 +47,12 @@ __all__ = [
     "plot_front",
     "plot_inference_energy",
     "plot_measured_pareto",
+    "plot_pareto",
     "plot_pareto_spaces",
     "plot_table1",
     "plot_training_energy",
     "plot_zoo_costs",
+    "save_pareto_figure",
     "short_method",
     "training_figure_data",
     "zoo_costs_figure_data",

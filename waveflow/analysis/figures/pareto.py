@@ -1,5 +1,6 @@
 """Notebook 05: Pareto fronts of quality against energy, on the paper's numbers (Figure 2,
-:func:`plot_pareto_spaces`) and on ours (:func:`plot_measured_pareto`).
+:func:`plot_pareto_spaces`) and on ours (:func:`plot_measured_pareto`); and anyone's results, in
+any objectives, for the ``pareto`` command (:func:`plot_pareto`).
 
 Fronts, reference points and hypervolumes are computed by :mod:`waveflow.analysis.pareto`; this
 module draws them, optimal points blue and dominated red (the paper's Fig. 2 colours).
@@ -8,12 +9,14 @@ module draws them, optimal points blue and dominated red (the paper's Fig. 2 col
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from ..pareto import normalized_hypervolume, pareto_table, reference_point
+from ..plotting import save_figure_as
 from .common import _axis_label
 
 
@@ -139,7 +142,15 @@ def _sparse_ticks(ax, axis: str, log: bool) -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def plot_measured_pareto(table: pd.DataFrame, title_note: str = "") -> plt.Figure:
+def plot_measured_pareto(
+    table: pd.DataFrame,
+    title_note: str = "",
+    *,
+    quality: str = "heldout_nll_bits",
+    quality_label: str = "held-out NLL at the common budget\n(bits per sample; lower is better)",
+    lower_is_better: bool = True,
+    label: str = "config",
+) -> plt.Figure:
     """Notebook 05 on our measurements: held-out NLL at the common training budget of notebook 06
     against the training energy spent (the budget) and against E_gen measured in notebook 04.
 
@@ -147,6 +158,11 @@ def plot_measured_pareto(table: pd.DataFrame, title_note: str = "") -> plt.Figur
     energy_method, e_gen_wh(_low/_high), e_gen_wh_kind``. Optimal points are blue, dominated red; an
     estimated energy has its low/high bound as a horizontal error bar. Titles and axes are in words,
     tick labels are few and plain, and point labels are stacked so none overlap.
+
+    Args:
+        quality, quality_label, lower_is_better: another quality measure (a predicted MOS: higher
+            is better) in place of held-out NLL, with its axis label.
+        label: the column naming the points.
     """
     from ..pareto import pareto_table
 
@@ -154,27 +170,28 @@ def plot_measured_pareto(table: pd.DataFrame, title_note: str = "") -> plt.Figur
         "training": ("energy_j", "energy_method", "training energy spent (J; the common budget of notebook 06)"),
         "generation": ("e_gen_wh", "e_gen_wh_kind", "energy to generate 100 s of audio (Wh, notebook 04)"),
     }
+    maximize = () if lower_is_better else (quality,)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (space, (x, method, words)) in zip(axes, spaces.items()):
-        t = pareto_table(table, ["heldout_nll_bits", x], "config")
+        t = pareto_table(table, [quality, x], label, maximize=maximize)
         for optimal, color, name in ((True, "tab:blue", "Pareto optimal"), (False, "tab:red", "dominated")):
             part = t[t.pareto_optimal == optimal]
             if len(part):
-                ax.scatter(part[x], part.heldout_nll_bits, color=color, s=40, zorder=3, label=name)
+                ax.scatter(part[x], part[quality], color=color, s=40, zorder=3, label=name)
         low, high = f"{x}_low", f"{x}_high"
         bounded = {low, high} <= set(table.columns) and bool(table[low].notna().all())
         if bounded:
             v = table[x].to_numpy(dtype=float)
             xerr = np.vstack([v - table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float) - v])
-            ax.errorbar(v, table.heldout_nll_bits, xerr=xerr, fmt="none", ecolor="0.6", capsize=3, lw=1, zorder=2)
+            ax.errorbar(v, table[quality], xerr=xerr, fmt="none", ecolor="0.6", capsize=3, lw=1, zorder=2)
         # log when the numbers or their bounds span a factor of 3 or more (an estimate's bound often does)
         span = table[[x, high]] if bounded else table[[x]]
         log = space == "generation" or bounded or float(span.max().max()) > 3 * float(table[x].min())
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(_axis_label(words, table, method), fontsize=9)
-        ax.set_ylabel("held-out NLL at the common budget\n(bits per sample; lower is better)", fontsize=9)
-        dominated = ", ".join(t.loc[~t.pareto_optimal, "config"].astype(str)) or "none"
+        ax.set_ylabel(quality_label, fontsize=9)
+        dominated = ", ".join(t.loc[~t.pareto_optimal, label].astype(str)) or "none"
         what = "training energy" if space == "training" else "generation energy"
         ax.set_title(f"Quality against {what}: dominated {dominated}", fontsize=10)
         ax.margins(x=0.15, y=0.2)
@@ -186,5 +203,79 @@ def plot_measured_pareto(table: pd.DataFrame, title_note: str = "") -> plt.Figur
     fig.tight_layout()
     # Labels last: their offsets are computed in display space, which the layout above has fixed.
     for ax, (x, _, _) in zip(axes, spaces.values()):
-        _dodged_labels(ax, table[x].to_numpy(dtype=float), table.heldout_nll_bits.to_numpy(dtype=float), table.config)
+        _dodged_labels(ax, table[x].to_numpy(dtype=float), table[quality].to_numpy(dtype=float), table[label])
     return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# anyone's results: the ``pareto`` command
+def _front_line(ax, table: pd.DataFrame, x: str, y: str, maximize: Sequence[str]) -> None:
+    """The 2-D front as the staircase bounding the region its points dominate: after each optimal
+    point (in x order) the line holds y until the next x when x is minimised, and moves first when
+    x is maximised."""
+    opt = table[table["pareto_optimal"]].sort_values(x, kind="stable")
+    if len(opt) > 1:
+        where = "pre" if x in maximize else "post"
+        ax.step(opt[x], opt[y], where=where, color="tab:blue", lw=1, alpha=0.6, zorder=2)
+
+
+def _direction(column: str, maximize: Sequence[str]) -> str:
+    return f"{column} ({'higher' if column in maximize else 'lower'} is better)"
+
+
+def plot_pareto(
+    table: pd.DataFrame,
+    objectives: Sequence[str],
+    label: str,
+    maximize: Sequence[str] = (),
+    title: str = "",
+) -> plt.Figure:
+    """Anyone's results as a Pareto plot: a :func:`~waveflow.analysis.pareto.pareto_table` (with its
+    ``pareto_optimal`` column) drawn optimal blue, dominated red, every point labelled.
+
+    Two objectives: one scatter, the first objective on x and the second on y, with the front as a
+    staircase. More: one panel per pair of objectives, coloured by optimality in **all** of them
+    (a point optimal in three objectives may look dominated in a two-objective projection), without
+    a staircase, which would only be that projection's front. Each axis says which way is better.
+    """
+    objectives = list(objectives)
+    if len(objectives) < 2:
+        raise ValueError(f"plot_pareto: objectives {objectives}; expected at least two")
+    pairs = [(objectives[i], objectives[j]) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
+    ncols = min(len(pairs), 3)
+    nrows = -(-len(pairs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    for ax, (x, y) in zip(axes.flat, pairs):
+        for optimal, color, name in ((True, "tab:blue", "Pareto optimal"), (False, "tab:red", "dominated")):
+            part = table[table["pareto_optimal"] == optimal]
+            if len(part):
+                ax.scatter(part[x], part[y], color=color, s=40, zorder=3, label=name)
+        if len(objectives) == 2:
+            _front_line(ax, table, x, y, maximize)
+        ax.set_xlabel(_direction(x, maximize), fontsize=9)
+        ax.set_ylabel(_direction(y, maximize), fontsize=9)
+        ax.margins(x=0.15, y=0.2)
+    for ax in list(axes.flat)[len(pairs) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8, loc="best")
+    dominated = ", ".join(table.loc[~table["pareto_optimal"], label].astype(str)) or "none"
+    colour = f" (colour: optimal in all {len(objectives)} objectives)" if len(objectives) > 2 else ""
+    fig.suptitle(title or f"Pareto front of {', '.join(objectives)}: dominated {dominated}{colour}", fontsize=10)
+    fig.tight_layout()
+    # Labels last: their offsets are computed in display space, which the layout above has fixed.
+    for ax, (x, y) in zip(axes.flat, pairs):
+        _dodged_labels(ax, table[x].to_numpy(dtype=float), table[y].to_numpy(dtype=float), table[label].tolist())
+    return fig
+
+
+def save_pareto_figure(
+    table: pd.DataFrame, objectives: Sequence[str], label: str, path: Path | str, maximize: Sequence[str] = ()
+) -> dict[str, Path]:
+    """Draw :func:`plot_pareto` of a :func:`~waveflow.analysis.pareto.pareto_table`, write it to
+    ``path`` (format by suffix) with ``table`` as the CSV beside it, and close it (a command may
+    draw many in one process)."""
+    fig = plot_pareto(table, objectives, label, maximize=maximize)
+    try:
+        return save_figure_as(fig, path, table)
+    finally:
+        plt.close(fig)

@@ -457,7 +457,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-mos", action="store_true", help=f"skip the {PRED_MOS_LABEL}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthesis latents (default 0)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 (auto)"
+    )
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

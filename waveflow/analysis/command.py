@@ -30,7 +30,12 @@ OUT_SUFFIXES = (".png", ".pdf")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pareto``."""
-    parser.add_argument("results", type=Path, metavar="RESULTS", help="CSV file with one row per model")
+    parser.add_argument(
+        "results",
+        type=Path,
+        metavar="RESULTS",
+        help="CSV file with one row per model (give it first: --objectives takes the words after it)",
+    )
     parser.add_argument(
         "--objectives",
         nargs="+",

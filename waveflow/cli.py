@@ -35,7 +35,7 @@ COMMANDS: dict[str, Command] = {
         "waveflow.train.command", "add_arguments", "run", "train a WaveFlow model on an LJSpeech-format folder"
     ),
     "synthesize": Command(
-        "waveflow.model.synthesis", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
+        "waveflow.model.command", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
     ),
     "evaluate": Command(
         "waveflow.measures.quality",

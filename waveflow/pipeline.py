@@ -27,6 +27,7 @@ from .energy.record import git_commit
 from .files import atomic_write
 from .paths import CHECKOUT, COMMITTED_FIGURES, EXECUTED, PARAMS, ROOT, profile_figures
 from .report import REPORT_DIR, build_report
+from .runinfo import write_manifest
 
 NOTEBOOKS = ROOT / "notebooks"
 OUTPUT = EXECUTED
@@ -201,6 +202,7 @@ def reproduce(
     extra = {"DATA": str(Path(data).expanduser().resolve())} if data else {}
     with _figures_of(profile_name(profile)) as figures:
         log(f"profile {profile_name(profile)}: figures go to {figures}")
+        write_manifest(Path(output_dir), profile_name(profile), [nb.stem for nb in notebooks], figures, data)
         return _run_all(notebooks, prof, profile, extra, output_dir, progress_bar, html, log)
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import re
 import shutil
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,12 @@ import jinja2
 import nbformat
 import pandas as pd
 
-from . import __version__
-from .energy import readers
+from .analysis.captions import caption
+from .analysis.claims import claims_table
 from .energy.record import git_commit
 from .files import atomic_write
 from .paths import BUILD, CHECKOUT, COMMITTED_FIGURES, DATA, EXECUTED, FIGURES, PACKAGE_DATA, RESULTS, profile_figures
+from .runinfo import machine, read_manifest, started_at
 
 REPORT_DIR = BUILD / "report"
 TEMPLATE = "report.html.j2"
@@ -172,8 +173,31 @@ def _duration(nb: nbformat.NotebookNode) -> float | None:
     return float(value) if value is not None else None
 
 
+def _printed(nb: nbformat.NotebookNode) -> str:
+    """What the notebook printed (its findings, computed sentences and checks), stdout only."""
+    lines = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                lines.append(str(output.get("text", "")).rstrip())
+    return "\n".join(line for line in lines if line)
+
+
+def _in_run(nb: nbformat.NotebookNode, stem: str, manifest: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether an executed notebook belongs to the run the manifest describes, and if not, why."""
+    start = started_at(nb.metadata.get("papermill", {}).get("start_time"))
+    if manifest is None:
+        return True, ""
+    run_start = started_at(manifest.get("started"))
+    if stem not in manifest.get("notebooks", []):
+        return False, f"not part of the run of {manifest.get('started')} (left over from an earlier run)"
+    if start is not None and run_start is not None and start < run_start:
+        return False, f"executed {start:%Y-%m-%d %H:%M} UTC, before this run started: the run did not reach it"
+    return True, ""
+
+
 def _figure(figures: Path, stem: str, out: Path) -> dict[str, Any]:
-    """Copy one figure's PNG/PDF/CSV beside the page and render the first rows of its data."""
+    """Copy one figure's PNG/PDF/CSV beside the page, caption it from its data, render its first rows."""
     target = out / "figures"
     target.mkdir(parents=True, exist_ok=True)
     links: dict[str, Any] = {"name": stem}
@@ -185,6 +209,7 @@ def _figure(figures: Path, stem: str, out: Path) -> dict[str, Any]:
         else:
             links[ext] = None
     data = _read_csv(figures / f"{stem}.csv")
+    links["caption"] = caption(figures, stem)
     links["rows"] = 0 if data is None else len(data)
     links["shown"] = min(links["rows"], MAX_TABLE_ROWS)
     links["truncated"] = links["rows"] > MAX_TABLE_ROWS
@@ -196,8 +221,10 @@ def _figure(figures: Path, stem: str, out: Path) -> dict[str, Any]:
     return links
 
 
-def notebook_sections(executed: Path, figures: Path, out: Path) -> list[dict[str, Any]]:
-    """One section per executed notebook, in order."""
+def notebook_sections(
+    executed: Path, figures: Path, out: Path, manifest: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One section per executed notebook, in order; a notebook from another run is flagged ``stale``."""
     sections = []
     for path in sorted(executed.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -206,8 +233,17 @@ def notebook_sections(executed: Path, figures: Path, out: Path) -> list[dict[str
         seconds = _duration(nb)
         html = path.with_suffix(".html")
         stems = sorted({p.stem for p in figures.glob(f"{number}_*.png")})
+        fresh, why = _in_run(nb, path.stem, manifest)
+        papermill = nb.metadata.get("papermill", {})
         sections.append(
             {
+                "stem": path.stem,
+                "stale": not fresh,
+                "stale_why": why,
+                "started": str(papermill.get("start_time") or "unknown"),
+                "parameters": ", ".join(f"{k}={v!r}" for k, v in (papermill.get("parameters") or {}).items())
+                or "defaults",
+                "printed": _printed(nb),
                 "number": number,
                 "title": title or path.stem,
                 "purpose": purpose,
@@ -242,35 +278,36 @@ def collect_notes(results: Path, rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def machine() -> list[tuple[str, str]]:
-    """CPU, GPU and the energy counters this machine offers (read, not assumed)."""
-    gpus = "none"
-    try:
-        import torch
+def _parameter_counts() -> dict[str, int]:
+    from .model import PAPER, parameter_count
 
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        gpus = ", ".join(names) or "none"
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "not installed"
-    try:
-        rapl = f"RAPL: {len(readers.rapl_domains())} readable domain(s)"
-    except Exception as exc:  # PermissionError on root-only counters
-        rapl = f"RAPL: present but unreadable ({type(exc).__name__})"
-    try:
-        import pynvml
+    return {name: parameter_count(p.config) for name, p in PAPER.items()}
 
-        pynvml.nvmlInit()
-        nvml = f"NVML: {pynvml.nvmlDeviceGetCount()} GPU(s)"
-        pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: the usual CPU-only case
-        nvml = "NVML: unavailable"
+
+def _header(profile: str, manifest: dict[str, Any] | None, sections: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The page's header: the run's own record when it has a manifest, else what can be read now (said so)."""
+    fresh = [s for s in sections if not s["stale"]]
+    total = sum(s["seconds"] for s in fresh)
+    stale = len(sections) - len(fresh)
+    runs = f"{len(fresh)} executed in this run, total wall time {total:.0f} s"
+    if stale:
+        runs += f"; {stale} left over from another run, flagged below and not counted"
+    if manifest is None:
+        return [
+            ("profile", str(profile)),
+            *machine(),
+            ("git commit", git_commit(short=True, dirty=True) or "unknown"),
+            ("notebooks", runs),
+            ("note", "no run manifest: the machine and commit above were read when this page was built"),
+        ]
+    clips = manifest.get("clips")
     return [
-        ("CPU", f"{readers.cpu_brand()} ({os.cpu_count()} logical CPUs)"),
-        ("GPU", gpus),
-        ("energy counters", f"{rapl}; {nvml}"),
-        ("software", f"Python {platform.python_version()}, torch {torch_version}, waveflow {__version__}"),
-        ("platform", platform.platform()),
+        ("profile", str(manifest.get("profile", profile))),
+        ("run started", str(manifest.get("started"))),
+        ("data", f"{manifest.get('data')} ({clips if clips is not None else 'unknown'} clips)"),
+        *[(k, v) for k, v in manifest.get("machine", [])],
+        ("git commit", str(manifest.get("commit"))),
+        ("notebooks", runs),
     ]
 
 
@@ -296,15 +333,11 @@ def build_report(
         raise FileNotFoundError(f"report: no executed notebooks in {executed}; run `make reproduce` first")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sections = notebook_sections(executed, Path(figures), out)
+    manifest = read_manifest(executed)
+    sections = notebook_sections(executed, Path(figures), out, manifest)
     rows = comparison(Path(results))
-    total = sum(s["seconds"] for s in sections)
-    header = [
-        ("profile", str(profile)),
-        *machine(),
-        ("git commit", git_commit(short=True, dirty=True) or "unknown"),
-        ("notebooks", f"{len(sections)} executed, total wall time {total:.0f} s"),
-    ]
+    header = _header(profile, manifest, sections)
+    claims = claims_table(Path(figures), _parameter_counts()).to_dict("records")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(PACKAGE_DATA / "templates"),
         autoescape=True,
@@ -313,6 +346,8 @@ def build_report(
     html = env.get_template(TEMPLATE).render(
         title=f"profile {profile}",
         header=header,
+        claims=claims,
+        built=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         comparison=rows,
         notebooks=sections,
         notes=collect_notes(Path(results), rows),

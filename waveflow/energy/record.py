@@ -1,11 +1,12 @@
-"""Energy records: what one measured block used, per component, and the text that describes it.
+"""Energy records: what one measured block used, per component, with the method behind each figure.
 
 :class:`EnergyRecord` is what :class:`waveflow.energy.EnergyMeter` returns; it writes itself as one
 row of the energy log's :data:`RECORD_COLUMNS` (the log, :func:`append_record` and
-:func:`read_records`, lives in :mod:`~waveflow.energy.log` and is importable from here too).
-Everything that formats a record lives here: the text :func:`summary`, the JSON form
-(:meth:`EnergyRecord.to_dict`, :meth:`EnergyRecord.to_json`), and the method and hardware labels that
-results tables carry.
+:func:`read_records`, lives in :mod:`~waveflow.energy.log`), and carries the method and hardware
+labels that results tables quote. Its JSON form (:meth:`EnergyRecord.to_dict`,
+:meth:`EnergyRecord.to_json`) is built in :mod:`~waveflow.energy.serialize`, its text
+:func:`summary` in :mod:`~waveflow.energy.text`, and the units and kinds it counts in are
+:mod:`~waveflow.energy.units`; every name of those is importable from here too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from typing import Any
 from ..paths import ROOT
 from .log import DEFAULT_LOG, RECORD_COLUMNS, append_record, read_records
 from .provenance import tool_version
+from .serialize import JSON_SCHEMA, record_dict
+from .serialize import finite as _finite
+from .text import summary
+from .units import J_PER_KWH, J_PER_WH, KINDS, WALL
 
 __all__ = [
     "DEFAULT_LOG",
@@ -37,18 +42,6 @@ __all__ = [
     "read_records",
     "summary",
 ]
-
-#: Joules in a kilowatt-hour: the one conversion factor between the meter's J and the paper's kWh/Wh.
-J_PER_KWH = 3.6e6
-#: Joules in a watt-hour, for the per-clip figures that are quoted in Wh.
-J_PER_WH = 3.6e3
-#: Version of the JSON form of a record (:meth:`EnergyRecord.to_dict`); it changes when a key changes meaning.
-JSON_SCHEMA = 1
-
-#: Component kinds with a column group in the log, in order. ``wall`` is a check on the others (a
-#: wall meter measures the same energy from the socket), never added to the total.
-KINDS = ("gpu", "cpu", "dram")
-WALL = "wall"
 
 
 @dataclass
@@ -340,67 +333,7 @@ class EnergyRecord:
         ``hardware`` (devices, CPU TDP and utilisation); ``pue``; ``intensity``; ``provenance``
         (``project_commit``, ``tool_version``, ``git_commit``); ``sections``; ``marks``; ``notes``.
         """
-        kinds = [k for k in (*KINDS, WALL) if self._parts(k)]
-        return {
-            "schema": JSON_SCHEMA,
-            "label": self.label,
-            "timestamp": self.timestamp,
-            "hostname": self.hostname,
-            "command": self.command,
-            "exit_code": self.exit_code,
-            "wall_s": _finite(self.wall_s),
-            "components": [c.to_dict() for c in self.components],
-            "energy": {
-                "joules": _finite(self.energy_j),
-                "joules_low": _finite(self.energy_j_low),
-                "joules_high": _finite(self.energy_j_high),
-                "estimated": self.estimated,
-                "scope": self.scope(),
-                "methods": self.methods_label(),
-                "joules_pue": _finite(self.energy_j_pue),
-                "kwh_pue": _finite(self.energy_kwh_pue),
-                "co2e_g": _finite(self.co2e_g),
-                "wall_meter_joules": _finite(self.wall_j),
-                "wall_meter_ratio": _finite(self.wall_ratio),
-                "idle_baseline_s": _finite(self.idle_baseline_s),
-                "idle_w": _finite(self.idle_w),
-                "dynamic_joules": _finite(self.dynamic_j),
-            },
-            "by_kind": {
-                k: {
-                    "joules": _finite(self.joules(k)),
-                    "joules_low": _finite(self.joules_bounds(k)[0]),
-                    "joules_high": _finite(self.joules_bounds(k)[1]),
-                    "method": self.method(k),
-                    "scope": self.scope(k),
-                }
-                for k in kinds
-            },
-            "hardware": {
-                "label": self.hardware_label(),
-                "gpus": [c.device for c in self.components if c.kind == "gpu"],
-                "cpu_device": self.cpu_device,
-                "cpu_tdp_w": _finite(self.cpu_tdp_w),
-                "cpu_tdp_match": self.cpu_tdp_match,
-                "cpu_w_per_thread": _finite(self.cpu_w_per_thread),
-                "cpu_threads": self.cpu_threads,
-                "cpu_utilisation": _finite(self.cpu_utilisation),
-            },
-            "pue": {"value": _finite(self.pue), "name": self.pue_name, "source": self.pue_source},
-            "intensity": {
-                "code": self.intensity_code,
-                "g_per_kwh": _finite(self.intensity_g_per_kwh),
-                "source": self.intensity_source,
-            },
-            "provenance": {
-                "project_commit": self.project_commit,
-                "tool_version": self.tool_version,
-                "git_commit": self.git_commit,
-            },
-            "sections": [s.to_dict() for s in self.sections],
-            "marks": [m.to_dict() for m in self.marks],
-            "notes": list(self.notes),
-        }
+        return record_dict(self)
 
     def to_json(self, indent: int | None = None) -> str:
         """:meth:`to_dict` as strict JSON text (no NaN), on one line unless ``indent`` is given.
@@ -469,66 +402,6 @@ class EnergyRecord:
 
 def _nan_empty(value: float) -> float | str:
     return "" if isinstance(value, float) and math.isnan(value) else value
-
-
-def _finite(value: float) -> float | None:
-    """A number for strict JSON: NaN and infinities become None."""
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _j(value: float) -> str:
-    """Joules for the summary: three significant figures below 100 J, one decimal above."""
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def summary(record: EnergyRecord) -> str:
-    """One screen of text: wall time, energy per component with interval, method and scope, totals, CO2.
-
-    A component line reads ``cpu  12.3 J  [4.1, 61.0]  estimated:…  process-tree  <device>``; a
-    measurement has no interval.
-    """
-    lines = [f"energy of {record.label or 'block'}: wall {record.wall_s:.2f} s"]
-    for c in record.components:
-        interval = f"[{_j(c.low)}, {_j(c.high)}]" if c.estimated and not math.isnan(c.low) else ""
-        lines.append(f"  {c.kind:<5}{_j(c.joules):>9} J  {interval:<18}{c.method:<39}{c.scope:<14}{c.device}")
-    if not record.components:
-        lines.append("  (no component could be measured)")
-    if not math.isnan(record.cpu_tdp_w):
-        per = ""
-        if not math.isnan(record.cpu_w_per_thread):
-            threads = f" of {record.cpu_threads}" if record.cpu_threads else ""
-            per = f", {record.cpu_w_per_thread:.3g} W per busy hardware thread{threads}"
-        lines.append(
-            f"  CPU TDP {record.cpu_tdp_w:g} W ({record.cpu_tdp_match}){per}, utilisation {record.cpu_utilisation:.1%}"
-        )
-    kwh = record.energy_j / J_PER_KWH
-    interval = f" [{_j(record.energy_j_low)}, {_j(record.energy_j_high)}]" if record.estimated else ""
-    lines.append(
-        f"  total {_j(record.energy_j)} J{interval} ({record.scope() or 'nothing'}) = {kwh:.3e} kWh; "
-        f"x PUE {record.pue:g} ({record.pue_name}) = {_j(record.energy_j_pue)} J = {record.energy_kwh_pue:.3e} kWh"
-    )
-    if not math.isnan(record.wall_j):
-        lines.append(f"  wall meter / total = {record.wall_ratio:.3g}")
-    if not math.isnan(record.idle_w):
-        lines.append(
-            f"  dynamic {_j(record.dynamic_j)} J = total - idle {record.idle_w:.3g} W x {record.wall_s:.2f} s "
-            f"(idle measured over {record.idle_baseline_s:g} s before the block)"
-        )
-    lines.append(
-        f"  CO2e {record.co2e_g:.3g} g at {record.intensity_g_per_kwh:g} g/kWh "
-        f"({record.intensity_code}: {record.intensity_source})"
-    )
-    for s in record.sections[:10]:
-        low, high = s.joules_bounds()
-        interval = f" [{_j(low)}, {_j(high)}]" if s.estimated else ""
-        lines.append(f"  section {s.label!r}: {s.end_s - s.start_s:.2f} s, {_j(s.total_j)} J{interval}")
-    if len(record.sections) > 10:
-        lines.append(f"  ... {len(record.sections) - 10} more sections")
-    if record.project_commit or record.tool_version:
-        project = record.project_commit or "not a git checkout"
-        lines.append(f"  project commit {project}; measured with waveflow {record.tool_version or 'unknown'}")
-    lines += [f"  note: {n}" for n in record.notes]
-    return "\n".join(lines)
 
 
 @functools.lru_cache(maxsize=4)

@@ -59,7 +59,7 @@ gpu-check: $(STAMP) ## CUDA paths on this machine's GPU (< 8 min) -> build/resul
 	$(PY) -m waveflow gpu-check
 
 lint: $(STAMP) ## ruff (pinned; E, F, I, B, UP; 120 columns) and the notebook-source check
-	$(VENV)/bin/ruff check waveflow tests
+	$(VENV)/bin/ruff check waveflow tests examples
 	$(PY) -m waveflow check-notebooks
 
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's environment

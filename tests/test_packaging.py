@@ -172,6 +172,16 @@ def test_the_core_install_measures_a_command_and_a_block_without_torch(wheel, tm
     out = subprocess.run([str(python), "-c", block], capture_output=True, text=True, timeout=300, cwd=work, env=env)
     assert out.returncode == 0, out.stderr
     assert "J" in out.stdout
+    tutorial = subprocess.run(
+        [str(python), str(ROOT / "examples" / "own_model.py"), "--meter-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=work,
+        env=env,
+    )
+    assert tutorial.returncode == 0, tutorial.stderr
+    assert "meter: 3 steps" in tutorial.stdout and "decorated call" in tutorial.stdout
     site_packages = Path(
         subprocess.run(
             [str(python), "-c", "import waveflow; print(waveflow.__file__)"],

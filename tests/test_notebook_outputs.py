@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from waveflow.paths import FIGURES
+from waveflow.paths import COMMITTED_FIGURES as FIGURES
 
 PAPER_TABLE1 = {"FloWaveNet": 81.6, "GANSynth": 32.4, "SampleRNN": 42.0, "SING": 52.0, "WaveGAN": 24.0}
 
@@ -24,8 +24,8 @@ def test_figure_02_table1_equals_the_paper():
     assert (energy.energy_kwh == energy.energy_kwh_paper).all()
 
 
-def test_figure_05_dominated_points():
-    d = _read("05_pareto_paper")
+def test_figure_06_dominated_points():
+    d = _read("06_pareto_paper")
     dominated = d[~d.pareto_optimal.astype(bool)]
     assert dominated[["space", "model", "dominated_by"]].values.tolist() == [["training", "WF3", "WF4"]]
 

@@ -147,7 +147,16 @@ def test_repository_notebooks_are_clean_and_profiles_match():
             assert parameters_for(NOTEBOOKS / f"{stem}.ipynb", prof)[1] == [], (profile, stem)
 
 
-def test_a_notebook_runs_after_the_notebooks_it_reads(tmp_path):
+def test_the_numbering_is_the_run_order():
+    """The notebooks run in the order of their numbers: each reads only lower-numbered ones."""
+    stems = [p.stem for p in select_notebooks(NOTEBOOKS)]
+    assert stems == sorted(stems)
+
+
+def test_a_notebook_runs_after_the_notebooks_it_reads(tmp_path, monkeypatch):
+    from waveflow import pipeline
+
+    monkeypatch.setattr(pipeline, "RUNS_AFTER", {"05": ("04", "06")})
     for stem in ("01_a", "04_b", "05_pareto", "06_budget", "07_more"):
         make_notebook(tmp_path / f"{stem}.ipynb", "X = 1")
     assert [p.stem[:2] for p in select_notebooks(tmp_path)] == ["01", "04", "06", "05", "07"]

@@ -417,7 +417,7 @@ def headline_rows(figures: Path = COMMITTED_FIGURES) -> list[tuple[str, str, str
         rows.append(
             (label.split(" WF2")[0] + " relative to WF1, WF1–WF5", paper_rel, ours_rel, "ratios within one run")
         )
-    pareto = pd.read_csv(figures / "05_pareto_paper.csv")
+    pareto = pd.read_csv(figures / "06_pareto_paper.csv")
     found = []
     for space, group in pareto.groupby("space", sort=False):
         table = pareto_table(group, ["one_minus_pct_mos", "energy"], "model")

@@ -99,7 +99,7 @@ def pareto_measured(table: pd.DataFrame) -> str:
     return (
         f"Held-out NLL at the common training budget against E_gen: lowest for {best['config']} "
         f"({best['heldout_nll_bits']:.2f} bits/sample; the five span {spread:.2f} bits); Pareto-optimal in the "
-        f"generation space: {', '.join(optimal)}. Quality and E_gen come from different networks (notebook 06's "
+        f"generation space: {', '.join(optimal)}. Quality and E_gen come from different networks (notebook 05's "
         "reduced models, notebook 04's full ones)."
     )
 
@@ -121,9 +121,9 @@ CAPTIONS: dict[str, Callable[[pd.DataFrame], str]] = {
     "02_zoo_costs": zoo_costs,
     "03_waveflow_training_energy": training_energy,
     "04_inference_energy": inference_energy,
-    "05_pareto_paper": pareto_paper,
-    "05_pareto_measured": pareto_measured,
-    "06_energy_to_quality": energy_to_quality,
+    "05_energy_to_quality": energy_to_quality,
+    "06_pareto_paper": pareto_paper,
+    "06_pareto_measured": pareto_measured,
 }
 
 

@@ -331,7 +331,7 @@ def claims_table(figures: Path, parameter_counts: dict[str, int] | None = None) 
         *_energy_claims(
             read("04_inference_energy.csv"), "e_gen_wh", PAPER_E_GEN_WH, "E_gen (100 s of audio)", "Wh", "#nb04"
         ),
-        *pareto_claims(read("05_pareto_paper.csv")),
+        *pareto_claims(read("06_pareto_paper.csv")),
         *mos_claims(),
     ]
     return pd.DataFrame([asdict(r) for r in rows])

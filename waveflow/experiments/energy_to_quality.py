@@ -86,7 +86,7 @@ class BudgetRun:
     val_samples: int = 4096
     warmup_steps: int = 1
     data: str = str(LJSPEECH_MINI)
-    out: str = str(RUNS / "06")
+    out: str = str(RUNS / "05")
     device: str = "auto"
     cpu_tdp_w: float | None = None
     model_overrides: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ quality, the summary table and the schedule rescaling from :mod:`~waveflow.exper
 
 Every energy number carries its method (``measured:...`` or ``estimated:...`` from the meter), its
 interval when estimated (``*_low``/``*_high`` columns, carried through every extrapolation) and,
-when it was scaled beyond what was run, the word ``extrapolated``; notebooks 03-05 print these
+when it was scaled beyond what was run, the word ``extrapolated``; notebooks 03-06 print these
 labels next to the numbers.
 """
 

@@ -1,5 +1,5 @@
 """The measured tables brought together: held-out quality of a checkpoint, the one-row-per-config
-summary that joins E_train, E_gen and quality (the input of notebook 05), and a training-energy
+summary that joins E_train, E_gen and quality (the input of notebook 06), and a training-energy
 table rescaled to another step count.
 """
 
@@ -57,13 +57,13 @@ def measure_quality(
 
 
 def measured_summary(training: pd.DataFrame, inference: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
-    """One row per config joining our E_train, E_gen and quality, the input of notebook 05.
+    """One row per config joining our E_train, E_gen and quality, the input of notebook 06.
 
     Columns: ``config, params, nll_nats, nll_bits, pred_mos, e_train_kwh, e_train_kwh_low,
     e_train_kwh_high, e_train_kwh_kind, e_gen_wh, e_gen_wh_low, e_gen_wh_high, e_gen_wh_kind``; the
     ``*_kind`` columns say how each energy was obtained and ``*_low``/``*_high`` bound it (equal to
     the value for a measurement; missing bound columns in older tables are filled with the value).
-    ``pred_mos`` is DNSMOS P.808's prediction (not a listening test); notebook 05 turns it into
+    ``pred_mos`` is DNSMOS P.808's prediction (not a listening test); notebook 06 turns it into
     ``1 - pred_mos / 5`` to mirror the paper's ``1 - %MOS`` axis.
     """
     training = _with_bounds(training, "e_train_kwh_extrapolated", "e_train_kwh")

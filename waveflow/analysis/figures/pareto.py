@@ -1,4 +1,4 @@
-"""Notebook 05: Pareto fronts of quality against energy, on the paper's numbers (Figure 2,
+"""Notebook 06: Pareto fronts of quality against energy, on the paper's numbers (Figure 2,
 :func:`plot_pareto_spaces`) and on ours (:func:`plot_measured_pareto`); and anyone's results, in
 any objectives, for the ``pareto`` command (:func:`plot_pareto`).
 
@@ -110,7 +110,7 @@ def plot_pareto_spaces(
 
 
 # ------------------------------------------------------------------------------------------------
-# our measurements: quality at notebook 06's common budget against the energy spent
+# our measurements: quality at notebook 05's common budget against the energy spent
 def _dodged_labels(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], gap_pt: float = 11) -> None:
     """Label points so that no two labels overlap: labels are stacked upwards in display space, each at
     least ``gap_pt`` points above the previous one, with a thin leader line when moved off its point."""
@@ -151,7 +151,7 @@ def plot_measured_pareto(
     lower_is_better: bool = True,
     label: str = "config",
 ) -> plt.Figure:
-    """Notebook 05 on our measurements: held-out NLL at the common training budget of notebook 06
+    """Notebook 06 on our measurements: held-out NLL at the common training budget of notebook 05
     against the training energy spent (the budget) and against E_gen measured in notebook 04.
 
     ``table`` has one row per configuration with ``config, heldout_nll_bits, energy_j(_low/_high),
@@ -167,7 +167,7 @@ def plot_measured_pareto(
     from ..pareto import pareto_table
 
     spaces = {
-        "training": ("energy_j", "energy_method", "training energy spent (J; the common budget of notebook 06)"),
+        "training": ("energy_j", "energy_method", "training energy spent (J; the common budget of notebook 05)"),
         "generation": ("e_gen_wh", "e_gen_wh_kind", "energy to generate 100 s of audio (Wh, notebook 04)"),
     }
     maximize = () if lower_is_better else (quality,)

@@ -35,22 +35,19 @@ import contextlib
 import math
 import socket
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import carbon
+from . import carbon, setup
 from . import readers as er
 from .measurement import Measurement, fill
 from .provenance import project_commit
-from .record import ComponentEnergy, EnergyRecord, Interval, git_commit
+from .readings import Readings, Snap
+from .record import ComponentEnergy, EnergyRecord, git_commit
 from .wallmeter import wall_energy
-
-_Snap = dict[int, float]
 
 
 class EnergyMeter:
@@ -105,20 +102,7 @@ class EnergyMeter:
         wall_meter: str | Path | None = None,
         warn: bool = True,
     ) -> None:
-        if cpu_tdp_w is not None and not (
-            isinstance(cpu_tdp_w, (int, float)) and math.isfinite(cpu_tdp_w) and cpu_tdp_w > 0
-        ):
-            raise ValueError(f"EnergyMeter.cpu_tdp_w: expected a positive number of watts, got {cpu_tdp_w!r}")
-        if cpu_threads is not None and not (
-            isinstance(cpu_threads, int) and not isinstance(cpu_threads, bool) and cpu_threads > 0
-        ):
-            raise ValueError(f"EnergyMeter.cpu_threads: expected a positive integer per package, got {cpu_threads!r}")
-        if not poll_hz >= 10:
-            raise ValueError(f"EnergyMeter.poll_hz: expected >= 10 Hz to follow NVML power, got {poll_hz!r}")
-        if idle_baseline_s is not None and not (
-            isinstance(idle_baseline_s, (int, float)) and math.isfinite(idle_baseline_s) and idle_baseline_s >= 0
-        ):
-            raise ValueError(f"EnergyMeter.idle_baseline_s: expected seconds >= 0, got {idle_baseline_s!r}")
+        setup.check_settings(cpu_tdp_w, cpu_threads, poll_hz, idle_baseline_s)
         self.label, self.cpu_tdp_w, self.cpu_threads, self.gpu, self.cpu = label, cpu_tdp_w, cpu_threads, gpu, cpu
         self._nvml_arg, self.powercap_root, self._rapl_read = nvml, powercap_root, rapl_read_text
         self._cpu_seconds, self.poll_hz, self.sync_cuda = cpu_seconds, poll_hz, sync_cuda
@@ -133,97 +117,40 @@ class EnergyMeter:
         self._nvml = None
         self._t0: float | None = None
         self._unix0 = math.nan
-        self._base: _Snap = {}
+        self._readings = Readings(self.readers, self.notes)
         self._cpu_s_base = 0.0
         self._idle_w = math.nan
-        self._read_failures: dict[int, int] = {}
-        self._zero_noted: set[int] = set()
-        self._marks: list[tuple[str, float, _Snap]] = []
-        self._sections: list[tuple[str, float, _Snap, float, _Snap]] = []
-        self._open: dict[object, tuple[str, str, float, _Snap]] = {}  # key -> (what, name, start s, snapshot)
+        self._marks: list[tuple[str, float, Snap]] = []
+        self._sections: list[tuple[str, float, Snap, float, Snap]] = []
+        self._open: dict[object, tuple[str, str, float, Snap]] = {}  # key -> (what, name, start s, snapshot)
         self._closed_at_stop: dict[object, Measurement] = {}  # windows that stop() ended, by key
         self._project_commit = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.poll_cpu_s = 0.0  # CPU seconds of the sampling thread, and its wake-ups: for the overhead bench
-        self.polls = 0
 
     # -- set-up -------------------------------------------------------------------------------
     def _build_readers(self) -> None:
+        """The best reader of each component, a note for every fallback (:mod:`~waveflow.energy.setup`)."""
         if self.gpu and self._nvml_arg is not False:
-            try:
-                nvml = self._nvml_arg
-                if nvml is None:
-                    import pynvml as nvml
-                nvml.nvmlInit()
-                self._nvml = nvml
-                readers, notes = er.nvml_readers(nvml, self.poll_hz)
-                self.readers += readers
-                self.notes += notes
-                if not readers:
-                    self.notes.append("NVML found no GPU")
-            except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
-                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self.notes.append(f"GPU not measured: NVML unavailable ({why})")
+            self._nvml, gpus = setup.gpu_readers(self._nvml_arg, self.poll_hz, self.notes)
+            self.readers += gpus
         if not self.cpu:
             return
-        rapl: list[er.EnergyReader] = []
-        root = er.powercap_root(self.powercap_root)
-        try:
-            rapl = er.rapl_domains(root, self._rapl_read)
-            if not rapl:
-                self.notes.append(f"no RAPL domains under {root}; DRAM not measured")
-        except Exception as exc:  # PermissionError on root-only energy_uj (Linux >= 5.10), garbage, EIO
-            self.notes.append(f"RAPL unreadable ({type(exc).__name__}: {exc}); CPU estimated, DRAM not measured")
+        rapl = setup.rapl_readers(self.powercap_root, self._rapl_read, self.notes)
         self.readers += rapl
         if not any(r.kind == "cpu" for r in rapl):
-            self.readers.append(self._cpu_estimate())
+            self.tdp = setup.cpu_tdp(self.cpu_tdp_w, self.warn, self.notes)
+            self.readers.append(setup.cpu_estimate(self.tdp, self.cpu_threads, self._cpu_seconds, self.notes))
         elif self.cpu_tdp_w is not None:
             self.notes.append(f"cpu_tdp_w={self.cpu_tdp_w:g} unused: the CPU package is measured by RAPL")
 
-    def _cpu_estimate(self) -> er.CpuUtilisationEstimate:
-        brand = er.cpu_brand()
-        if self.cpu_tdp_w is not None:
-            tdp = er.CpuTdp(brand, float(self.cpu_tdp_w), "override", "", f"user TDP {self.cpu_tdp_w:g} W")
-        else:
-            tdp = er.lookup_cpu_tdp(brand)
-            if tdp.match in ("generic", "default"):
-                self.notes.append("the CPU's TDP is not known exactly: set it with cpu_tdp_w=W (CLI: --cpu-tdp W)")
-            if tdp.match in ("generic", "default") and self.warn:
-                warnings.warn(
-                    f"EnergyMeter: {tdp.detail}; pass cpu_tdp_w=W (CLI: --cpu-tdp W) to set the real TDP",
-                    stacklevel=_caller_stacklevel(),
-                )
-        self.tdp = tdp
-        info = er.cpu_info()
-        threads, threads_source = self.cpu_threads, "user value (cpu_threads)"
-        if threads is None and not info.hypervisor and info.threads_per_package:
-            threads, threads_source = info.threads_per_package, "/proc/cpuinfo siblings (bare metal)"
-        power = er.thread_power(tdp, threads, threads_source)
-        slice_of_package = power.threads is not None and info.visible < info.packages * power.threads
-        per_thread = info.hypervisor or slice_of_package
-        est = er.CpuUtilisationEstimate(
-            tdp, self._cpu_seconds, info.visible, info.packages, thread_power=power if per_thread else None
-        )
-        if per_thread:
-            why = "virtual machine" if info.hypervisor else f"{info.visible} of {info.packages * power.threads} threads"
-            self.notes.append(
-                f"CPU energy estimated per hardware thread ({why}): {tdp.detail}; {power.watts:.3g} W per busy "
-                f"thread from {power.source}; low {est.w_per_cpu * est.low_factor:.3g} W per busy thread "
-                f"(without the {er.IDLE_SHARE:.0%} idle share), high {est.package_w_per_cpu:.3g} W "
-                f"(the whole package's TDP over the {info.visible} visible logical CPU(s))"
-            )
-            if est.capped:
-                self.notes.append(
-                    f"the per-thread figure ({power.watts:.3g} W) exceeded the whole-package figure; capped at "
-                    f"{est.package_w_per_cpu:.3g} W per busy logical CPU"
-                )
-        else:
-            self.notes.append(
-                f"CPU energy estimated: {tdp.detail} x utilisation over {est.logical_cpus} logical CPU(s); "
-                f"low bound without the {er.IDLE_SHARE:.0%} idle share"
-            )
-        return est
+    @property
+    def poll_cpu_s(self) -> float:
+        """CPU seconds the sampling thread has used so far (for the overhead bench)."""
+        return self._readings.poll_cpu_s
+
+    @property
+    def polls(self) -> int:
+        """Wake-ups of the sampling thread so far (for the overhead bench)."""
+        return self._readings.polls
 
     # -- measuring ---------------------------------------------------------------------------
     def start(self) -> EnergyMeter:
@@ -235,17 +162,14 @@ class EnergyMeter:
             self._build_readers()
         except Exception as exc:  # never let set-up break the user's run
             self.notes.append(f"meter set-up failed: {type(exc).__name__}: {exc}")
-        self._last = {id(r): 0.0 for r in self.readers}
-        if any(r.poll_interval_s for r in self.readers):
-            self._thread = threading.Thread(target=self._poll_loop, name="EnergyMeterPoll", daemon=True)
-            self._thread.start()
+        self._readings.start()
         if self.idle_baseline_s:
             self._measure_idle(self.idle_baseline_s)
         self._t0 = time.perf_counter()
         self._unix0 = time.time()
         self.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._base = self._read_all(0.0)
-        est = self._estimate()
+        self._readings.base = self._readings.read_all(0.0)
+        est = self._readings.estimate()
         self._cpu_s_base = est.cpu_seconds if est else 0.0
         self._project_commit = project_commit()
         return self
@@ -253,32 +177,12 @@ class EnergyMeter:
     def _measure_idle(self, seconds: float) -> None:
         """Mean power of all readers over ``seconds`` of sleep before the block: the idle baseline."""
         try:
-            t0, before = time.perf_counter(), self._read_all(0.0)
+            t0, before = time.perf_counter(), self._readings.read_all(0.0)
             time.sleep(seconds)
-            t1, after = time.perf_counter(), self._read_all(seconds)
+            t1, after = time.perf_counter(), self._readings.read_all(seconds)
             self._idle_w = sum(after[id(r)] - before[id(r)] for r in self.readers) / (t1 - t0)
         except Exception as exc:
             self.notes.append(f"idle baseline failed ({type(exc).__name__}: {exc}); no dynamic energy")
-
-    def _poll_loop(self) -> None:
-        pollers = [r for r in self.readers if r.poll_interval_s]
-        due = {id(r): 0.0 for r in pollers}
-        interval = min(r.poll_interval_s for r in pollers)
-        cpu0 = time.thread_time()
-        while not self._stop.wait(interval):
-            self.poll_cpu_s = time.thread_time() - cpu0  # the sampler's own CPU use, for the overhead bench
-            self.polls += 1
-            now = time.perf_counter()
-            for r in pollers:
-                if now >= due[id(r)]:
-                    try:
-                        r.poll()
-                    except Exception as exc:
-                        self.notes.append(f"{r.device}: polling stopped ({type(exc).__name__}: {exc})")
-                        pollers = [p for p in pollers if p is not r]
-                    due[id(r)] = now + r.poll_interval_s
-            if not pollers:
-                return
 
     def _sync(self) -> None:
         if self.sync_cuda and "torch" in sys.modules:
@@ -289,39 +193,11 @@ class EnergyMeter:
             except Exception:  # a failed sync must not end the user's run
                 pass
 
-    def _read_all(self, t: float) -> _Snap:
-        """Cumulative joules per reader; a failing reader keeps its last value (noted once)."""
-        for r in self.readers:
-            try:
-                self._last[id(r)] = float(r.read())
-            except Exception as exc:
-                # Note the first failure per reader only: a reader failing at every section would
-                # otherwise grow the notes (and the CSV cell) without bound.
-                failures = self._read_failures.get(id(r), 0)
-                self._read_failures[id(r)] = failures + 1
-                if not failures:
-                    self.notes.append(
-                        f"{r.device}: read failed at {t:.2f} s ({type(exc).__name__}: {exc}); "
-                        "value is a lower bound (further failures of this reader not listed)"
-                    )
-        return dict(self._last)
-
-    def _snapshot(self) -> tuple[float, _Snap]:
+    def _snapshot(self) -> tuple[float, Snap]:
         """(seconds since start, cumulative joules per reader)."""
         self._sync()
         t = time.perf_counter() - (self._t0 or time.perf_counter())
-        return t, self._read_all(t)
-
-    def _estimate(self) -> er.CpuUtilisationEstimate | None:
-        return next((r for r in self.readers if isinstance(r, er.CpuUtilisationEstimate)), None)
-
-    def _note_zero_gpu(self, start: _Snap, end: _Snap, seconds: float, what: str) -> None:
-        """Note an NVML energy counter that did not move over a span > 0 s (once per GPU)."""
-        for r in self.readers:
-            if isinstance(r, er.NvmlEnergyCounter) and id(r) not in self._zero_noted:
-                if seconds > 0 and end[id(r)] - start.get(id(r), 0.0) == 0:
-                    self._zero_noted.add(id(r))
-                    self.notes.append(er.zero_energy_note(r.device, what, seconds))
+        return t, self._readings.read_all(t)
 
     @property
     def running(self) -> bool:
@@ -438,8 +314,8 @@ class EnergyMeter:
                 "`with EnergyMeter(...) as meter:`"
             )
         t, snap = self._snapshot()
-        skip, _ = self._mirrored(snap)
-        return Measurement.of(self.label, 0.0, t, self._components(snap, skip))
+        skip, _ = self._readings.mirrored(snap)
+        return Measurement.of(self.label, 0.0, t, self._readings.components(snap, skip))
 
     def _begin(self, key: object, what: str, name: str) -> None:
         if not self.running:
@@ -459,52 +335,12 @@ class EnergyMeter:
         try:
             t1, s1 = self._snapshot()
             self._sections.append((name, t0, s0, t1, s1))
-            self._note_zero_gpu(s0, s1, t1 - t0, f"{what} {name!r}")
-            skip, _ = self._mirrored(s1)
-            return Measurement.of(name, t0, t1 - t0, self._components(s1, skip, start=s0))
+            self._readings.note_zero_gpu(s0, s1, t1 - t0, f"{what} {name!r}")
+            skip, _ = self._readings.mirrored(s1)
+            return Measurement.of(name, t0, t1 - t0, self._readings.components(s1, skip, start=s0))
         except Exception as exc:  # never let bookkeeping break the user's run
             self.notes.append(f"{what} {name!r} failed: {exc}")
             return Measurement(name, start_s=t0)
-
-    def _mirrored(self, end: _Snap) -> tuple[frozenset[int], list[str]]:
-        """RAPL package zones that mirror another from the start to ``end``, and a note for each."""
-        zones = {r.device: r for r in self.readers if isinstance(r, er.RaplDomain) and r.kind == "cpu"}
-        if len(zones) < 2:
-            return frozenset(), []
-        deltas = {d: 1e6 * (end[id(r)] - self._base.get(id(r), 0.0)) for d, r in zones.items()}
-        mirrors = er.mirrored_zones(deltas)
-        notes = [
-            f"RAPL zone {mirror} advanced by the same energy as {kept} ({deltas[kept] / 1e6:.6g} J, within "
-            f"{er.RAPL_MIRROR_TOLERANCE_UJ:g} µJ): one counter mirrored per die; counted once"
-            for mirror, kept in mirrors.items()
-        ]
-        return frozenset(id(zones[m]) for m in mirrors), notes
-
-    def _mirrors(self, end: _Snap) -> frozenset[int]:
-        """RAPL package zones that mirror another over the window (kept out of every sum, noted)."""
-        skip, notes = self._mirrored(end)
-        self.notes += notes
-        return skip
-
-    def _components(self, end: _Snap, skip: frozenset[int], start: _Snap | None = None) -> list[ComponentEnergy]:
-        """Per-reader figures from ``start`` (default: the meter's start) to ``end``, with their bounds."""
-        start = self._base if start is None else start
-        comps = []
-        for r in self.readers:
-            if id(r) in skip:
-                continue
-            joules = end[id(r)] - start.get(id(r), 0.0)
-            low, high = (joules * r.low_factor, joules * r.high_factor) if r.estimated else (math.nan, math.nan)
-            comps.append(ComponentEnergy(r.kind, r.device, joules, r.method, r.scope, low, high))
-        return comps
-
-    def _interval(self, label: str, t0: float, s0: _Snap, t1: float, s1: _Snap, skip: frozenset[int]) -> Interval:
-        """A span of the record, with joules per kind and the components behind them."""
-        comps = self._components(s1, skip, start=s0)
-        by_kind: dict[str, float] = {}
-        for c in comps:
-            by_kind[c.kind] = by_kind.get(c.kind, 0.0) + c.joules
-        return Interval(label, t0, t1, by_kind, tuple(comps))
 
     def _wall(self, wall_s: float, others_j: float) -> ComponentEnergy | None:
         if self.wall_meter is None:
@@ -526,24 +362,39 @@ class EnergyMeter:
             return self.record
         self.start()
         wall, snap = self._snapshot()
+        still_open = self._end_open_spans(wall, snap)
+        self._release()
+        skip, comps = self._block_components(wall, snap)
+        self._keep_ended_windows(still_open, wall, snap, skip)
+        self.record = self._assemble(wall, comps, skip, exit_code, command)
+        return self.record
+
+    def _end_open_spans(self, wall: float, snap: Snap) -> dict[object, tuple[str, str, float, Snap]]:
+        """End every window and section still open at ``wall`` s (noted), and return them by key."""
         still_open = dict(self._open)
         self._open.clear()
         for what, name, t0, s0 in still_open.values():
             self._sections.append((name, t0, s0, wall, snap))
             self.notes.append(f"{what} {name!r} was still open when the meter stopped; it ends there")
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        for r in self.readers:
-            with contextlib.suppress(Exception):
-                r.close()
+        return still_open
+
+    def _release(self) -> None:
+        """Stop the sampling thread, close the readers and shut NVML down; nothing here may raise."""
+        self._readings.stop()
         if self._nvml is not None:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
+
+    def _block_components(self, wall: float, snap: Snap) -> tuple[frozenset[int], list[ComponentEnergy]]:
+        """``(mirrored RAPL zones, the block's components)``, the wall meter's check last when there is one.
+
+        A total that adds a device-scope counter to a process-tree estimate is noted, since the two
+        do not cover the same thing.
+        """
         try:
-            self._note_zero_gpu(self._base, snap, wall, "the block")
-            skip = self._mirrors(snap)
-            comps = self._components(snap, skip)
+            self._readings.note_zero_gpu(self._readings.base, snap, wall, "the block")
+            skip = self._readings.mirrors(snap)
+            comps = self._readings.components(snap, skip)
         except Exception as exc:  # never lose the record to bookkeeping
             self.notes.append(f"record assembly failed ({type(exc).__name__}: {exc})")
             skip, comps = frozenset(), []
@@ -557,17 +408,30 @@ class EnergyMeter:
         wall_comp = self._wall(wall, sum(c.joules for c in comps))
         if wall_comp is not None:
             comps.append(wall_comp)
-        for key, (what, name, t0, s0) in still_open.items():  # what end_window / the window's block will get
+        return skip, comps
+
+    def _keep_ended_windows(
+        self, still_open: dict[object, tuple[str, str, float, Snap]], wall: float, snap: Snap, skip: frozenset[int]
+    ) -> None:
+        """The measurements of the spans the stop ended: what end_window / the window's block will get."""
+        for key, (what, name, t0, s0) in still_open.items():
             try:
-                parts = self._components(snap, skip, start=s0)
+                parts = self._readings.components(snap, skip, start=s0)
                 self._closed_at_stop[key] = Measurement.of(name, t0, wall - t0, parts)
             except Exception as exc:
                 self.notes.append(f"{what} {name!r} failed: {exc}")
                 self._closed_at_stop[key] = Measurement(name, start_s=t0)
-        est = self._estimate()
+
+    def _assemble(
+        self, wall: float, comps: list[ComponentEnergy], skip: frozenset[int], exit_code: int | None, command: str
+    ) -> EnergyRecord:
+        """The block's record: its components, sections and marks, the CPU estimate's figures, the
+        conversion factors, the notes and where the code came from."""
+        est = self._readings.estimate()
         cpu_s = (est.cpu_seconds - self._cpu_s_base) if est else math.nan
         cpu_dev = next((r.device for r in self.readers if r.kind == "cpu"), er.cpu_brand() if self.cpu else "")
-        self.record = EnergyRecord(
+        interval, base = self._readings.interval, self._readings.base
+        return EnergyRecord(
             label=self.label,
             timestamp=self.timestamp,
             wall_s=wall,
@@ -582,8 +446,8 @@ class EnergyMeter:
             intensity_code=str(self.intensity.code),
             intensity_g_per_kwh=float(self.intensity.g_per_kwh),
             intensity_source=str(self.intensity.source),
-            sections=[self._interval(lab, t0, s0, t1, s1, skip) for lab, t0, s0, t1, s1 in self._sections],
-            marks=[self._interval(lab, 0.0, self._base, t, s, skip) for lab, t, s in self._marks],
+            sections=[interval(lab, t0, s0, t1, s1, skip) for lab, t0, s0, t1, s1 in self._sections],
+            marks=[interval(lab, 0.0, base, t, s, skip) for lab, t, s in self._marks],
             notes=list(self.notes),
             hostname=socket.gethostname(),
             git_commit=git_commit(),
@@ -595,7 +459,6 @@ class EnergyMeter:
             idle_w=self._idle_w,
             project_commit=self._project_commit,
         )
-        return self.record
 
     def __enter__(self) -> EnergyMeter:
         return self.start()
@@ -605,13 +468,3 @@ class EnergyMeter:
             self.notes.append(f"block raised {exc_type.__name__}")
         self.stop()
         return False  # never swallow the user's exception
-
-
-def _caller_stacklevel() -> int:
-    """stacklevel for warnings.warn that points at the user's call site: the first frame outside the
-    ``waveflow`` package (so a warning raised under ``measure_training`` names the notebook cell or
-    script that called it, never a line of this package)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "waveflow":
-        frame, level = frame.f_back, level + 1
-    return level

@@ -51,6 +51,7 @@ from ..analysis.curves import (
     nll_at,
     quality_at,
 )
+from ..data import DEFAULT_VALIDATION_FRACTION
 from ..energy.readers import cpu_brand
 from ..model import WaveFlowConfig, get_config
 from ..paths import LJSPEECH_MINI, RUNS
@@ -67,6 +68,8 @@ class BudgetRun:
         max_steps: a cap on the steps of one configuration, in case the budget is never reached.
         batch_size, segment, lr, seed: training options (the same for all configurations).
         val_clips, val_samples: the fixed held-out crops of the marks (clips, samples per crop).
+        validation_fraction: share of the clips held out by the hash split (never trained on); the
+            final ranking (:func:`heldout_per_crop`) scores every crop of every held-out clip.
         warmup_steps: unmetered steps per configuration before the metered runs (0: none).
         data: LJSpeech-format folder; out: folder holding one run folder per configuration.
         device: ``cpu``, ``cuda``, ``auto``; cpu_tdp_w: TDP for the CPU estimate (None: table).
@@ -84,6 +87,7 @@ class BudgetRun:
     seed: int = 0
     val_clips: int = 1
     val_samples: int = 4096
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
     warmup_steps: int = 1
     data: str = str(LJSPEECH_MINI)
     out: str = str(RUNS / "05")
@@ -125,6 +129,7 @@ class BudgetRun:
             val_every=0,
             val_clips=self.val_clips,
             val_samples=self.val_samples,
+            validation_fraction=self.validation_fraction,
             name=name,
             energy_budget_j=self.energy_budget_j,
             eval_every=self.eval_every,
@@ -229,3 +234,65 @@ __all__ = [
     "run_budget",
     "with_provenance",
 ]
+
+
+# ------------------------------------------------------------------------------------------------
+# the final models: quality with its uncertainty, and generation energy of the very same networks
+def heldout_per_crop(
+    runs: dict[str, Path], options: BudgetRun, crop_samples: int = 22_016, max_crops_per_clip: int = 8
+) -> pd.DataFrame:
+    """Held-out NLL (bits/sample) of each configuration's last checkpoint on every crop of every
+    held-out clip: one row per ``(config, clip, crop)``.
+
+    Each held-out clip is cut into consecutive crops of ``crop_samples`` (whole hops), at most
+    ``max_crops_per_clip`` per clip. All configurations score the very same crops, so differences
+    between them can be bootstrapped in pairs (:func:`waveflow.analysis.curves.paired_bootstrap`):
+    one held-out second of one clip cannot rank models that differ by a tenth of a bit.
+    """
+    from ..audio import whole_hops
+    from ..data import LJSpeech
+    from ..measures.quality import clip_nll
+    from ..model import load_checkpoint
+    from ..train import last_checkpoint
+
+    n = whole_hops(crop_samples)
+    held = LJSpeech(
+        options.data, "validation", segment=options.segment, validation_fraction=options.validation_fraction
+    )
+    crops = [
+        (u.id, k, u.audio[k * n : (k + 1) * n])
+        for u in held.utterances()
+        for k in range(min(u.audio.shape[0] // n, max_crops_per_clip))
+    ]
+    if not crops:
+        raise ValueError(f"crop_samples={crop_samples}: no held-out clip of {options.data} is that long")
+    rows = []
+    for name, out in runs.items():
+        model, _ = load_checkpoint(last_checkpoint(out), device="cpu")
+        model.eval()
+        for clip, k, audio in crops:
+            nats = clip_nll(model, audio[: audio.shape[0] - audio.shape[0] % model.config.n_height])
+            rows.append({"config": name, "clip": clip, "crop": k, "samples": n, "nll_bits": nats / math.log(2)})
+    return pd.DataFrame(rows)
+
+
+def generation_energy(runs: dict[str, Path], mels: list[torch.Tensor], device: str = "auto") -> pd.DataFrame:
+    """E_gen (Wh per 100 s of audio, with the estimate's bounds) of each configuration's last
+    checkpoint, the very networks whose quality :func:`heldout_per_crop` scores.
+
+    A Pareto point is one network: pairing one model's quality with another's cost (say the
+    reduced model's NLL with the full-depth model's E_gen) is not a property of either.
+    """
+    from ..model import load_checkpoint
+    from ..train import last_checkpoint
+    from .inference import measure_inference
+
+    rows = []
+    for name, out in runs.items():
+        model, _ = load_checkpoint(last_checkpoint(out), device="cpu")
+        row = measure_inference(name, model, mels, device=device)
+        keep = [k for k in row if k.startswith(("e_gen_wh", "j_per_audio_s")) or k in ("e_gen_label", "rtf", "audio_s")]
+        rows.append(
+            {"config": name, "layers": f"{model.config.n_flows} x {model.config.n_layers}", **{k: row[k] for k in keep}}
+        )
+    return pd.DataFrame(rows)

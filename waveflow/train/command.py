@@ -78,6 +78,12 @@ def _evaluation_arguments(parser: argparse.ArgumentParser, d: TrainConfig) -> No
         help=f"samples per validation clip, 0 = whole clip ({d.val_samples})",
     )
     parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=d.validation_fraction,
+        help=f"share of clips held out for validation by the hash split, never trained on ({d.validation_fraction})",
+    )
+    parser.add_argument(
         "--checkpoint-every",
         type=int,
         default=d.checkpoint_every,
@@ -165,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_every=args.val_every,
         val_clips=args.val_clips,
         val_samples=args.val_samples,
+        validation_fraction=args.validation_fraction,
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
         name=name,

@@ -81,6 +81,7 @@ def _datasets(config: TrainConfig, main: bool) -> tuple[LJSpeech, LJSpeech | Non
         batch_size=config.batch_size,  # the global batch: every rank draws it and keeps its rows
         seed=config.seed,
         report=report,
+        validation_fraction=config.validation_fraction,
     )
     train_set = LJSpeech(config.data, "train", **common)
     val_set = LJSpeech(config.data, "validation", **common) if main else None

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import DEFAULT_SEGMENT
+from ..data import DEFAULT_SEGMENT, DEFAULT_VALIDATION_FRACTION
 from ..energy.merge import MergedEnergy
 from ..model import WaveFlowConfig, from_dict_checked
 from ..paths import LJSPEECH_MINI, RUNS
@@ -26,7 +26,7 @@ PAPER_BATCH = 8  # clips per step in WaveFlow and Douwes et al.
 PAPER_STEPS = {64: 3_000_000, 96: 3_000_000, 128: 2_000_000, 256: 1_000_000}
 
 #: Options that decide which batches are drawn and how the optimiser steps: a resume must keep them.
-RESUME_MUST_MATCH = ("data", "batch_size", "segment", "lr", "grad_clip", "seed")
+RESUME_MUST_MATCH = ("data", "batch_size", "segment", "lr", "grad_clip", "seed", "validation_fraction")
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,6 +53,9 @@ class TrainConfig:
             0 skips validation altogether (e.g. while metering the training steps alone).
         val_samples: each validation clip is cut to its first ``val_samples`` samples (a multiple
             of the hop) to bound the cost on CPUs; 0 evaluates whole clips.
+        validation_fraction: share of the clips held out for validation by the hash split (0.01, about
+            131 clips of LJSpeech). A small folder needs more to rank models: the bundled 32 clips hold
+            out one clip at 0.01, six at 0.2. The clips it holds out are never trained on.
         checkpoint_every: steps between periodic checkpoints kept as ``step_NNNNNNN.pt`` (0: none);
             ``last.pt`` is rewritten at every validation and at the end.
         log_every: steps between metrics-log lines (the training loss of every step is logged
@@ -79,6 +82,7 @@ class TrainConfig:
     val_every: int = 50
     val_clips: int = 4
     val_samples: int = 4 * 22_016  # ~4 s: a whole number of hops, hence a multiple of every h
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
     checkpoint_every: int = 0
     log_every: int = 1
     name: str = "run"
@@ -97,6 +101,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, positive_number(value, f"TrainConfig.{name}"))
+        if not (isinstance(self.validation_fraction, (int, float)) and 0 < self.validation_fraction < 0.5):
+            raise ValueError(
+                f"TrainConfig.validation_fraction: expected a fraction in (0, 0.5), got {self.validation_fraction!r}"
+            )
         for name in ("val_every", "val_clips", "val_samples", "checkpoint_every", "eval_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:

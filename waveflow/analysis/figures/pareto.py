@@ -150,9 +150,12 @@ def plot_measured_pareto(
     quality_label: str = "held-out NLL at the common budget\n(bits per sample; lower is better)",
     lower_is_better: bool = True,
     label: str = "config",
+    quality_interval: tuple[str, str] | None = None,
+    dominated: dict[str, dict[str, list[str]]] | None = None,
+    generation_words: str = "energy to generate 100 s of audio (Wh, the scored models)",
 ) -> plt.Figure:
     """Notebook 06 on our measurements: held-out NLL at the common training budget of notebook 05
-    against the training energy spent (the budget) and against E_gen measured in notebook 04.
+    against the training energy spent (the budget) and against E_gen of the very same models.
 
     ``table`` has one row per configuration with ``config, heldout_nll_bits, energy_j(_low/_high),
     energy_method, e_gen_wh(_low/_high), e_gen_wh_kind``. Optimal points are blue, dominated red; an
@@ -163,17 +166,27 @@ def plot_measured_pareto(
         quality, quality_label, lower_is_better: another quality measure (a predicted MOS: higher
             is better) in place of held-out NLL, with its axis label.
         label: the column naming the points.
+        quality_interval: ``(low, high)`` columns of the quality's interval (a bootstrap over held-out
+            clips), drawn as vertical error bars.
+        dominated: ``{"training"|"generation": {model: [models dominating it]}}`` decided with the
+            quality's uncertainty (:func:`waveflow.analysis.uncertainty.dominated_beyond_noise`);
+            it replaces the plain Pareto test, which would call a difference inside the noise a
+            domination. A model absent from the dict is not dominated.
+        generation_words: the x label of the generation panel (what was metered).
     """
     from ..pareto import pareto_table
 
     spaces = {
         "training": ("energy_j", "energy_method", "training energy spent (J; the common budget of notebook 05)"),
-        "generation": ("e_gen_wh", "e_gen_wh_kind", "energy to generate 100 s of audio (Wh, notebook 04)"),
+        "generation": ("e_gen_wh", "e_gen_wh_kind", generation_words),
     }
     maximize = () if lower_is_better else (quality,)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (space, (x, method, words)) in zip(axes, spaces.items()):
         t = pareto_table(table, [quality, x], label, maximize=maximize)
+        if dominated is not None:
+            decided = dominated.get(space, {})
+            t["pareto_optimal"] = ~t[label].isin(list(decided))
         for optimal, color, name in ((True, "tab:blue", "Pareto optimal"), (False, "tab:red", "dominated")):
             part = t[t.pareto_optimal == optimal]
             if len(part):
@@ -184,6 +197,11 @@ def plot_measured_pareto(
             v = table[x].to_numpy(dtype=float)
             xerr = np.vstack([v - table[low].to_numpy(dtype=float), table[high].to_numpy(dtype=float) - v])
             ax.errorbar(v, table[quality], xerr=xerr, fmt="none", ecolor="0.6", capsize=3, lw=1, zorder=2)
+        if quality_interval is not None:
+            q_low, q_high = quality_interval
+            q = table[quality].to_numpy(dtype=float)
+            yerr = np.vstack([q - table[q_low].to_numpy(dtype=float), table[q_high].to_numpy(dtype=float) - q])
+            ax.errorbar(table[x], q, yerr=yerr, fmt="none", ecolor="0.35", capsize=3, lw=1, zorder=2)
         # log when the numbers or their bounds span a factor of 3 or more (an estimate's bound often does)
         span = table[[x, high]] if bounded else table[[x]]
         log = space == "generation" or bounded or float(span.max().max()) > 3 * float(table[x].min())
@@ -191,9 +209,10 @@ def plot_measured_pareto(
             ax.set_xscale("log")
         ax.set_xlabel(_axis_label(words, table, method), fontsize=9)
         ax.set_ylabel(quality_label, fontsize=9)
-        dominated = ", ".join(t.loc[~t.pareto_optimal, label].astype(str)) or "none"
+        names = ", ".join(t.loc[~t.pareto_optimal, label].astype(str)) or "none"
         what = "training energy" if space == "training" else "generation energy"
-        ax.set_title(f"Quality against {what}: dominated {dominated}", fontsize=10)
+        beyond = " beyond the noise" if dominated is not None else ""
+        ax.set_title(f"Quality against {what}: dominated{beyond}: {names}", fontsize=10)
         ax.margins(x=0.15, y=0.2)
         _sparse_ticks(ax, "x", log)
         _sparse_ticks(ax, "y", False)

@@ -21,7 +21,6 @@ from waveflow.experiments.zoo_energy import (
     REPLICA_NOTE,
     ROW_COLUMNS,
     UTILISATION_LOW,
-    UTILISATION_MAX_PLAUSIBLE,
     _bounds,
     findings,
     flops_per_audio_second,
@@ -36,6 +35,13 @@ from waveflow.experiments.zoo_energy import (
     verdict,
     zoo_batch_sweep,
     zoo_rows,
+)
+from waveflow.experiments.zoo_tables import (
+    UTILISATION_COMFORTABLE,
+    UTILISATION_DEMANDING,
+    UTILISATION_MAX_PLAUSIBLE,
+    grade,
+    other_variant,
 )
 from waveflow.measures.flops import count
 from waveflow.model import PAPER_CONFIGS, WaveFlow
@@ -186,11 +192,38 @@ def test_implied_utilisation_arithmetic():
         implied_utilisation(1.0, hours=0, n_gpus=1, peak_tflops=10)
 
 
-def test_verdicts_follow_the_thresholds():
-    assert verdict(UTILISATION_MAX_PLAUSIBLE + 0.01).startswith("implausible")
-    assert verdict(0.3) == "plausible"
-    assert verdict(UTILISATION_LOW / 2).startswith("low")
-    assert verdict(math.nan).startswith("not checkable")
+@pytest.mark.parametrize(
+    ("utilisation", "expected"),
+    [
+        (0.02, "low"),
+        (0.05, "comfortable"),
+        (0.30, "comfortable"),
+        (0.50, "comfortable"),  # <= 50 %: below a well-tuned fp32 CNN training (~58 % on a V100)
+        (0.51, "demanding"),
+        (0.58, "demanding"),
+        (0.80, "demanding"),  # up to what large fp32 SGEMMs reach (80-90 %)
+        (0.81, "implausible"),
+        (0.95, "implausible"),
+        (math.nan, "not checkable"),
+    ],
+)
+def test_verdicts_are_graded_on_fp32_reference_points(utilisation, expected):
+    assert grade(utilisation) == expected
+    assert verdict(utilisation).startswith(f"{expected}: ")
+
+
+def test_the_grades_are_fp32_ceilings_not_a_bf16_one():
+    assert (UTILISATION_LOW, UTILISATION_COMFORTABLE, UTILISATION_DEMANDING) == (0.05, 0.5, 0.8)
+    assert UTILISATION_MAX_PLAUSIBLE == UTILISATION_DEMANDING
+    assert "58%" in verdict(0.6) and "matrix products" in verdict(0.9)
+
+
+def test_the_other_form_factor_of_a_reported_gpu():
+    assert other_variant("P100") == ("Tesla P100 SXM2 (NVLink)", "SXM2", 10.6)
+    assert other_variant("P100 SXM2")[1:] == ("PCIe", 9.3)
+    assert other_variant("V100")[1:] == ("PCIe", 14.0) and other_variant("V100 PCIe")[1:] == ("SXM2", 15.7)
+    assert other_variant("TITAN X") is None  # one form factor only
+    assert other_variant("A100") is None  # PCIe and SXM4 share the 19.5 TFLOP/s fp32 peak
 
 
 def test_wavegan_schedule_against_the_p100_peak():
@@ -201,6 +234,9 @@ def test_wavegan_schedule_against_the_p100_peak():
     expected = 200_000 * per_step / (9.3e12 * 96 * 3600)
     assert row.implied_utilisation == pytest.approx(expected) == pytest.approx(row.implied_utilisation_naive)
     assert row.max_steps_at_peak == pytest.approx(200_000 / expected)
+    # the same hours on the SXM2 board (10.6 TFLOP/s) instead of the PCIe one the paper's TDP assumes
+    assert (row.form_factor, row.form_factor_other_variant) == ("PCIe", "SXM2")
+    assert row.implied_utilisation_other_variant == pytest.approx(expected * 9.3 / 10.6)
     measured = pd.DataFrame(
         [
             {"model": "wavegan", "batch": b, "j_per_audio_s": j, "j_per_audio_s_low": j, "j_per_audio_s_high": j}
@@ -210,6 +246,15 @@ def test_wavegan_schedule_against_the_p100_peak():
     table = training_cost_table(["wavegan"], inference=measured)
     t = table.iloc[0]
     assert (t.tdp_kwh_paper, t.gpu, t.verdict) == (24.0, "1 x Tesla P100 PCIe (12/16 GB)", verdict(expected))
+    assert (t.gpu_other_variant, t.fp32_peak_tflops_other_variant) == ("Tesla P100 SXM2 (NVLink)", 10.6)
+    assert t.implied_utilisation_other_variant == pytest.approx(expected * 9.3 / 10.6)
+    assert t.verdict_other_variant == verdict(expected * 9.3 / 10.6)
+    # every column notebook 02 and its readers use is still there, the form-factor ones added after
+    known = ["model", "gpu", "hours", "tdp_kwh_paper", "steps", "training_eflop", "training_eflop_effective"]
+    known += ["fp32_peak_tflops", "fp32_peak_source", "implied_utilisation", "implied_utilisation_naive", "verdict"]
+    known += ["inference_gflop_per_audio_s", "j_per_audio_s", "best_batch", "j_per_example", "measured_here"]
+    assert set(known) <= set(table.columns)
+    assert list(table.columns[: len(known) - 5]) == known[:-5]
     assert (t.j_per_audio_s, t.best_batch, t.j_per_audio_s_best, bool(t.measured_here)) == (3.0, 4, 2.0, True)
 
 
@@ -230,7 +275,23 @@ def test_findings_are_computed_from_the_table():
                 "training_eflop_effective": 4.55,
                 "implied_utilisation": 0.3,
                 "implied_utilisation_naive": 0.3,
-                "verdict": "plausible",
+                "verdict": verdict(0.3),
+                "form_factor_other_variant": "PCIe",
+                "fp32_peak_tflops_other_variant": 14.0,
+                "implied_utilisation_other_variant": 0.3 * 15.7 / 14,
+            },
+            {
+                "model": "wavegan",
+                "gpu": "1 x P100",
+                "hours": 96.0,
+                "fp32_peak_tflops": 9.3,
+                "training_eflop_effective": 1.5,
+                "implied_utilisation": 0.47,
+                "implied_utilisation_naive": 0.47,
+                "verdict": verdict(0.47),
+                "form_factor_other_variant": "SXM2",
+                "fp32_peak_tflops_other_variant": 10.6,
+                "implied_utilisation_other_variant": 0.47 * 9.3 / 10.6,
             },
             {
                 "model": "samplernn",
@@ -241,6 +302,9 @@ def test_findings_are_computed_from_the_table():
                 "implied_utilisation": math.nan,
                 "implied_utilisation_naive": math.nan,
                 "verdict": verdict(math.nan),
+                "form_factor_other_variant": "",
+                "fp32_peak_tflops_other_variant": math.nan,
+                "implied_utilisation_other_variant": math.nan,
             },
         ]
     )
@@ -250,14 +314,43 @@ def test_findings_are_computed_from_the_table():
             {"model": "sing", "stage": "autoencoder", "max_steps_at_peak": 1.0, "implied_utilisation": 0.9},
             {"model": "sing", "stage": "finetune", "max_steps_at_peak": 1.0, "implied_utilisation": 0.1},
         ]
-    )
-    flo, srnn, summary = findings(table, stages)
-    assert "30% of peak, plausible" in flo and "272 h" in flo
+    ).assign(steps=[math.nan, 45_200, 18_080], hours=[168.0, 12.0, 30.0])
+    flo, wgan, srnn, summary = findings(table, stages)
+    assert "30% of peak (34% if PCIe at 14 TFLOP/s), comfortable" in flo and "272 h" in flo
+    assert "47% of peak (41% if SXM2 at 10.6 TFLOP/s), comfortable" in wgan and "50% boundary" in wgan
     assert "no step count" in srnn and "1,234 steps" in srnn
-    assert summary == (
-        "In short, plausible: flowavenet; not checkable: samplernn. "
-        "By stage, sing's autoencoder stage (90%) is above the plausible band: too few hours for its steps."
+    assert summary.startswith("In short, comfortable: flowavenet, wavegan; not checkable: samplernn. ")
+    assert "sing's autoencoder stage would need 90% of the fp32 peak to fit its 45,200 steps in the paper's 12 h" in (
+        summary
     )
+    assert "the code's schedule and the reported hours are inconsistent" in summary
+
+
+def test_a_stage_the_code_cannot_fit_makes_the_schedule_inconsistent(monkeypatch):
+    """SING: a comfortable total hides an autoencoder stage the code's 50 epochs cannot fit in 12 h on
+    four P100 PCIe; on SXM2 boards the stage would only be demanding, which the sentences say too."""
+    import waveflow.experiments.zoo_tables as zt
+
+    per_step = {"autoencoder": 3.2e13}  # 45,200 steps in 12 h on 4 x 9.3 TFLOP/s: 90 %
+    monkeypatch.setattr(zt, "flops_per_step", lambda model, stage=None, batch=None: per_step.get(stage, 1e13))
+    monkeypatch.setattr(zt, "flops_per_audio_second", lambda model: 1e9)
+    stages = schedule_table(["sing"])
+    ae = stages.set_index("stage").loc["autoencoder"]
+    assert ae.implied_utilisation == pytest.approx(45_200 * 3.2e13 / (4 * 9.3e12 * 12 * 3600))
+    assert ae.implied_utilisation_other_variant == pytest.approx(ae.implied_utilisation * 9.3 / 10.6)
+    assert "epochs" in ae.schedule_source and "assumed" in ae.schedule_source
+    table = training_cost_table(["sing"])
+    t = table.iloc[0]
+    assert grade(t.implied_utilisation) == "comfortable"
+    assert (
+        t.verdict
+        == "inconsistent with the code's schedule: the autoencoder stage would need 90% of fp32 peak in its 12 h"
+    )
+    sing, summary = findings(table, stages)
+    assert "comfortable in total, but inconsistent with the code's schedule" in sing
+    assert "autoencoder 90% (79% if SXM2; implausible)" in sing
+    assert "90% of the fp32 peak of 4 x Tesla P100 PCIe to fit its 45,200 steps in the paper's 12 h" in summary
+    assert "79% (demanding) if the boards were SXM2" in summary
 
 
 def test_missing_fp32_column_is_a_clear_error(tmp_path, monkeypatch):
@@ -311,9 +404,28 @@ def test_figure_says_replicas_and_plots_only_what_was_measured():
             "j_per_audio_s_high_best": [60.0, nan],
         }
     )
-    fig, data = figures.plot_zoo_costs(table, note=REPLICA_NOTE)
+    table = table.assign(
+        implied_utilisation_other_variant=[nan, 0.43],
+        gpu_other_variant=["", "Tesla V100 PCIe (16/32 GB)"],
+        form_factor_other_variant=["", "PCIe"],
+        fp32_peak_tflops_other_variant=[nan, 14.0],
+    )
+    fig, data = figures.plot_zoo_costs(table, note=REPLICA_NOTE, bands=(0.05, 0.5, 0.8))
     assert REPLICA_NOTE in fig._suptitle.get_text()
-    assert "estimated:tdp×utilisation" in fig.axes[2].get_ylabel()  # the energy axis names its method
+    ax1, _, ax3 = fig.axes
+    assert "estimated:tdp×utilisation" in ax3.get_ylabel()  # the energy axis names its method
+    # the title says how the energies were obtained: estimated, and extrapolated from a clip
+    assert ax3.get_title() == "Inference energy estimated here,\nextrapolated from a 0.0025 s clip"
+    assert ax1.get_ylabel() == "implied utilisation of fp32 peak (%)"
+    legend = [t.get_text() for t in ax1.get_legend().get_texts()]
+    assert legend[:3] == ["comfortable (5–50 %)", "demanding (50–80 %)", "implausible (> 80 %)"]
+    assert any("other form factor" in t for t in legend)
+    # the best-batch label sits beside its diamond, not on it
+    (b2,) = [t for t in ax3.texts if t.get_text() == "b=2"]
+    assert b2.xy[0] >= 0.3 and b2.get_ha() == "left"
+    other = data.set_index(["model", "quantity"]).loc[("gansynth", "implied_utilisation_other_variant")]
+    assert other.value == 0.43 and "if Tesla V100 PCIe" in other.method
+    assert list(data.columns[:6]) == ["model", "quantity", "value", "low", "high", "method"]
     measured = data[data.quantity.str.startswith("j_per_audio_s")]
     assert measured.model.unique().tolist() == ["samplernn"]
     best = measured.set_index("quantity").loc["j_per_audio_s_best_batch"]

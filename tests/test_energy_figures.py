@@ -32,6 +32,7 @@ def training_rows() -> pd.DataFrame:
             "energy_method": [EST, EST],
             "e_train_label": [f"extrapolated from 2 steps ({EST})"] * 2,
             "pue": [1.0, 1.0],
+            "segment": [2048, 2048],
         }
     )
 
@@ -104,6 +105,31 @@ def test_inference_figure_intervals_methods_and_noise_margin(table2):
     assert sweep.within_noise.tolist() == [True, True, False] and sweep.high.tolist() == [3000.0, 2910.0, 3600.0]
 
 
+def test_training_figure_is_per_crop_of_the_runs_segment_not_per_paper_example(table2):
+    """J per example of a 2,048-sample run is not J per 16,000-sample paper example: the axis names
+    the crop, the panel the factor (7.81), and the CSV carries the crop length and unit per row."""
+    from waveflow.analysis.figures.energy import PAPER_SEGMENT
+    from waveflow.experiments.measure import PAPER_SEGMENT as MEASURED_PAPER_SEGMENT
+
+    assert PAPER_SEGMENT == MEASURED_PAPER_SEGMENT == 16_000
+    fig = figures.plot_training_energy(training_rows(), table2)
+    ax1 = fig.axes[0]
+    assert ax1.get_ylabel().startswith("J per 2,048-sample crop\n")
+    assert "16,000 samples: 7.81 of these crops each" in ax1.get_title()
+    plt.close(fig)
+    data = figures.training_figure_data(training_rows(), table2)
+    per_crop = data[data.quantity == "j_per_example"]
+    assert per_crop.segment.tolist() == [2048, 2048] and set(per_crop.unit) == {"J per 2,048-sample crop"}
+    e_train = data[data.quantity == "e_train_kwh"]
+    assert set(e_train.segment) == {16_000} and e_train.unit.str.contains("8 x 16,000-sample crops").all()
+    # the columns every figure CSV shares come first, unchanged
+    assert list(data.columns[:7]) == ["config", "quantity", "value", "low", "high", "source", "method"]
+    # a table that does not record its crop says so instead of implying the paper's
+    fig = figures.plot_training_energy(training_rows().drop(columns=["segment"]), table2)
+    assert "crop not recorded" in fig.axes[0].get_ylabel() and "not per 16,000-sample" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
 def test_measured_values_without_bounds_draw_no_error_bars(table2):
     rows = training_rows().drop(columns=["j_per_example_low", "j_per_example_high"])
     rows = rows.assign(e_train_kwh_low=rows.e_train_kwh_extrapolated, e_train_kwh_high=rows.e_train_kwh_extrapolated)
@@ -160,7 +186,7 @@ def test_measured_pareto_takes_another_quality_and_its_label():
     for ax, ref in zip(fig.axes, nll.axes):
         assert ax.get_ylabel() == "predicted MOS (higher is better)" and "NLL" in ref.get_ylabel()
         assert ax.get_title() == ref.get_title()  # the same dominated models: MOS = 5 - NLL
-    assert fig.axes[0].get_title() == "Quality against training energy: dominated WF3"
+    assert fig.axes[0].get_title() == "Quality against training energy: dominated: WF3"
     plt.close(fig)
     plt.close(nll)
 
@@ -197,3 +223,80 @@ def test_pareto_figure_of_three_objectives_has_one_panel_per_pair():
     plt.close(fig)
     with pytest.raises(ValueError, match="at least two"):
         figures.plot_pareto(t, ["x"], "m")
+
+
+# ------------------------------------------------------------------------------------------------
+# quality against cumulative energy
+def curves(high_factor: dict[str, float] | None = None) -> pd.DataFrame:
+    """Five curves whose energy interval is x1/3 to x30 of each mark, unless ``high_factor`` says otherwise."""
+    rows = []
+    for k, name in enumerate(["WF1", "WF2", "WF3", "WF4", "WF5"]):
+        for step in range(1, 5):
+            j = 10.0 * step * (k + 1)
+            high = (high_factor or {}).get(name, 30.0)
+            rows.append(
+                {
+                    "config": name,
+                    "step": step,
+                    "energy_j": j,
+                    "energy_j_low": j / 3,
+                    "energy_j_high": j * high,
+                    "energy_method": EST,
+                    "heldout_nll_bits": 2.0 - 0.1 * step - 0.01 * k,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_a_common_interval_factor_is_drawn_once_as_a_bracket():
+    from matplotlib.collections import PolyCollection
+
+    from waveflow.analysis.figures.quality import common_interval_factor
+
+    marks = curves()
+    low, high = common_interval_factor(marks)
+    assert low == pytest.approx(1 / 3) and high == pytest.approx(30.0)
+    fig = figures.plot_energy_to_quality(marks, budget_j=200)
+    ax = fig.axes[0]
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # no per-curve bands
+    (bracket,) = [t for t in ax.texts if "may lie anywhere" in t.get_text()]
+    assert "×0.333 to ×30" in bracket.get_text()
+    title = ax.get_title()
+    assert "per joule" not in title and title.startswith("Quality against cumulative training energy")
+    assert "bracket: the energy estimate's low–high bound" in title
+    # the bracket spans low..high around its dot, inside the x axis
+    (arrow,) = [t for t in ax.texts if t.get_text() == ""]
+    (x_high, _), (x_low, _) = arrow.xyann, arrow.xy
+    assert x_high / x_low == pytest.approx(30.0 * 3) and ax.get_xlim()[0] <= x_low and x_high <= ax.get_xlim()[1]
+    plt.close(fig)
+
+
+def test_intervals_that_differ_between_curves_keep_one_band_each():
+    from matplotlib.collections import PolyCollection
+
+    from waveflow.analysis.figures.quality import common_interval_factor
+
+    marks = curves({"WF5": 10.0})
+    assert common_interval_factor(marks) is None
+    assert common_interval_factor(curves({"WF5": 30.2})) is not None  # within 1 %: one factor
+    assert common_interval_factor(curves({"WF5": 30.6})) is None  # 2 % apart: not one factor
+    fig = figures.plot_energy_to_quality(marks)
+    ax = fig.axes[0]
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 5
+    assert not [t for t in ax.texts if "may lie anywhere" in t.get_text()]
+    assert "shaded: the energy estimate's low–high bound" in ax.get_title()
+    plt.close(fig)
+
+
+def test_five_curves_get_five_distinguishable_colours():
+    import seaborn as sns
+    from matplotlib.colors import to_hex
+
+    fig = figures.plot_energy_to_quality(curves(), title="Held-out NLL")
+    colours = [to_hex(line.get_color()) for line in fig.axes[0].get_lines()]
+    assert colours == [to_hex(c) for c in sns.color_palette("tab10", 5)]
+    plt.close(fig)
+    unbounded = curves().drop(columns=["energy_j_low", "energy_j_high"])
+    fig = figures.plot_energy_to_quality(unbounded, title="Held-out NLL")
+    assert fig.axes[0].get_title() == "Held-out NLL" and not fig.axes[0].texts
+    plt.close(fig)

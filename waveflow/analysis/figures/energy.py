@@ -1,6 +1,8 @@
 """Notebooks 03 and 04: E_train and E_gen measured on this machine next to the paper's.
 
-:func:`plot_training_energy` draws J per training example and the extrapolated E_train against
+:func:`plot_training_energy` draws J per training crop (one example of the run: ``segment``
+samples, which the axis label and the CSV's ``segment`` and ``unit`` columns state, since a run's
+crop is usually shorter than the paper's 16,000 samples) and the extrapolated E_train against
 the paper's Carbontracker prediction; :func:`plot_inference_energy` draws E_gen against the paper's,
 J per GFLOP and the synthesis batch sweep. Each ``*_figure_data`` returns the tidy numbers behind
 its figure for :func:`~waveflow.analysis.save_figure`, every number with its low/high bound and how
@@ -55,13 +57,38 @@ def _paper(config: str, quantity: str, value: float, source: str, method: str, *
 
 # ------------------------------------------------------------------------------------------
 # notebook 03: training energy
+#: WaveFlow's training crop, the one the paper's E_train schedule is counted in (8 crops per step);
+#: equal to :data:`waveflow.experiments.measure.PAPER_SEGMENT`, which the tests check.
+PAPER_SEGMENT = 16_000
+
+
+def _segment(r) -> float:
+    """Samples per training example (crop) of a result row, NaN when the row does not record it."""
+    value = getattr(r, "segment", None)
+    return float(value) if value is not None and pd.notna(value) else float("nan")
+
+
+def _crop_unit(segment: float) -> str:
+    return f"J per {segment:,.0f}-sample crop" if segment == segment else "J per training example (crop not recorded)"
+
+
 def training_figure_data(training: pd.DataFrame, table2: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows: per config, J per training example (ours) and E_train (ours extrapolated, paper's),
-    each with its low/high bound (equal to the value where no interval is modelled) and method."""
+    each with its low/high bound (equal to the value where no interval is modelled) and method.
+
+    ``segment`` is the crop an example is made of: the run's own for ``j_per_example`` (usually not
+    the paper's 16,000 samples, so the value is not J per paper example), :data:`PAPER_SEGMENT` for
+    the E_train rows, which are at the paper's schedule; ``unit`` says the same in words.
+    """
     paper = table2.set_index("model")["e_train_kwh"]
+    schedule = f"kWh, the paper's schedule of 8 x {PAPER_SEGMENT:,}-sample crops per step"
     rows = []
     for r in training.itertuples():
-        rows.append(_ours(r, "j_per_example", "j_per_example", "this machine", r.energy_method))
+        segment = _segment(r)
+        rows.append(
+            _ours(r, "j_per_example", "j_per_example", "this machine", r.energy_method)
+            | {"segment": segment, "unit": _crop_unit(segment)}
+        )
         rows.append(
             _ours(
                 r,
@@ -71,9 +98,11 @@ def training_figure_data(training: pd.DataFrame, table2: pd.DataFrame) -> pd.Dat
                 r.e_train_label,
                 stem="e_train_kwh",
             )
+            | {"segment": PAPER_SEGMENT, "unit": schedule}
         )
         if r.config in paper.index:
-            rows.append(_paper(r.config, "e_train_kwh", float(paper[r.config]), PAPER_E_TRAIN, PAPER_E_TRAIN_METHOD))
+            row = _paper(r.config, "e_train_kwh", float(paper[r.config]), PAPER_E_TRAIN, PAPER_E_TRAIN_METHOD)
+            rows.append(row | {"segment": PAPER_SEGMENT, "unit": schedule})
     return pd.DataFrame(rows)
 
 
@@ -123,12 +152,31 @@ def _ours_vs_paper(
     ax.set_ylim(top=ax.get_ylim()[1] * 30)  # room for the legend above the bars
 
 
-def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Figure:
-    """Left: J per training example; right: extrapolated E_train vs the paper's prediction (log scale).
+def _crop_scale(training: pd.DataFrame) -> tuple[str, str]:
+    """``(axis unit, scaling note)`` of the per-example panel: J per crop of the run's length, and how
+    many such crops one of the paper's 16,000-sample examples is."""
+    segments = sorted({s for s in (_segment(r) for r in training.itertuples()) if s == s})
+    if len(segments) == 1:
+        ratio = PAPER_SEGMENT / segments[0]
+        return _crop_unit(
+            segments[0]
+        ), f"the paper's examples are {PAPER_SEGMENT:,} samples: {ratio:.3g} of these crops each"
+    if segments:
+        lengths = ", ".join(f"{s:,.0f}" for s in segments)
+        return f"J per training crop ({lengths} samples)", f"not per {PAPER_SEGMENT:,}-sample example of the paper"
+    return _crop_unit(float("nan")), f"not per {PAPER_SEGMENT:,}-sample example of the paper"
 
-    Our estimated numbers carry their interval as error bars; both axes name the method.
+
+def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Figure:
+    """Left: J per training crop of the run's ``segment`` samples; right: extrapolated E_train vs the
+    paper's prediction (log scale).
+
+    The left axis names the crop length and the panel how it scales to one of the paper's
+    16,000-sample examples, so the bars are not mistaken for J per paper example (E_train's
+    extrapolation already scales per audio sample). Our estimated numbers carry their interval as
+    error bars; both axes name the method.
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     x = list(range(len(training)))
     ax1.bar(x, training.j_per_example, color=OURS_COLOR)
     err = _yerr(training, "j_per_example")
@@ -137,9 +185,10 @@ def plot_training_energy(training: pd.DataFrame, table2: pd.DataFrame) -> plt.Fi
         ax1.set_yscale("log")
         _log_floor(ax1, training.j_per_example, training.j_per_example - err[0])
     ax1.set_xticks(x, training.config)
-    ax1.set_ylabel(_axis_label("J per training example", training, "energy_method"), fontsize=8)
+    unit, scale = _crop_scale(training)
+    ax1.set_ylabel(_axis_label(unit, training, "energy_method"), fontsize=8)
     note = "; error bars: interval of the estimate" if err is not None else ""
-    ax1.set_title(f"this machine ({_pue_note(training)}){note}", fontsize=9)
+    ax1.set_title(f"this machine ({_pue_note(training)}){note}\n{scale}", fontsize=9)
     _ours_vs_paper(
         ax2,
         training,

@@ -5,19 +5,26 @@ calculator does, as a worst case: the GPU's maximum power from its specification
 of GPUs, times the training hours. This module holds the TDPs (``waveflow/_data/hardware/gpus.csv``, NVIDIA's
 values with the calculator's next to them), resolves the names papers use ("V100", "TITAN X") to one
 documented variant, and recomputes the paper's Table 1 from them.
+
+The table is read with the standard library, so the meter can look up the TDP of a GPU it measures
+(for the TDP × time check) in a core install without pandas; only the functions that return
+DataFrames import pandas.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..paths import DATA, PACKAGE_DATA
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GPUS_CSV = PACKAGE_DATA / "hardware" / "gpus.csv"
 TABLE1_CSV = DATA / "paper" / "table1.csv"
@@ -86,31 +93,18 @@ def normalise_gpu_name(name: str) -> str:
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> tuple[tuple[Gpu, ...], dict[str, Gpu]]:
-    table = pd.read_csv(path, dtype={"aliases": str, "note": str, "source": str}, keep_default_na=False)
-    missing = [c for c in GPU_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(GPU_COLUMNS)}")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in GPU_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected {list(GPU_COLUMNS)}")
+        rows = list(reader)
     gpus: list[Gpu] = []
     index: dict[str, Gpu] = {}
-    for row in table.itertuples(index=False):
-        tdp = float(row.tdp_w)
-        if not (math.isfinite(tdp) and tdp > 0):
-            raise ValueError(f"{path}: GPU {row.key!r} has tdp_w={row.tdp_w!r}; expected a positive number of W")
-        aliases = tuple(a.strip() for a in str(row.aliases).split(";") if a.strip())
-        gpu = Gpu(
-            key=row.key,
-            name=row.name,
-            tdp_w=tdp,
-            architecture=row.architecture,
-            form_factor=row.form_factor,
-            year=int(row.year) if str(row.year) else None,
-            source=row.source,
-            mlco2_tdp_w=float(row.mlco2_tdp_w) if str(row.mlco2_tdp_w) else None,
-            note=row.note,
-            aliases=aliases,
-        )
+    for row in rows:
+        gpu = _gpu(path, row)
         gpus.append(gpu)
-        for alias in {row.key, row.name, *aliases}:
+        for alias in {gpu.key, gpu.name, *gpu.aliases}:
             k = normalise_gpu_name(alias)
             if k in index and index[k].key != gpu.key:
                 raise ValueError(
@@ -121,12 +115,37 @@ def _load(path: Path) -> tuple[tuple[Gpu, ...], dict[str, Gpu]]:
     return tuple(gpus), index
 
 
+def _gpu(path: Path, row: dict[str, str]) -> Gpu:
+    """One row of ``gpus.csv`` as a :class:`Gpu` (empty cells are empty strings, as the CSV has them)."""
+    try:
+        tdp = float(row["tdp_w"])
+    except ValueError:
+        tdp = math.nan
+    if not (math.isfinite(tdp) and tdp > 0):
+        raise ValueError(f"{path}: GPU {row['key']!r} has tdp_w={row['tdp_w']!r}; expected a positive number of W")
+    year, mlco2 = row["year"].strip(), row["mlco2_tdp_w"].strip()
+    return Gpu(
+        key=row["key"],
+        name=row["name"],
+        tdp_w=tdp,
+        architecture=row["architecture"],
+        form_factor=row["form_factor"],
+        year=int(float(year)) if year else None,
+        source=row["source"],
+        mlco2_tdp_w=float(mlco2) if mlco2 else None,
+        note=row["note"],
+        aliases=tuple(a.strip() for a in row["aliases"].split(";") if a.strip()),
+    )
+
+
 def load_gpus(path: Path | str = GPUS_CSV) -> pd.DataFrame:
     """The GPU table as a DataFrame (one row per variant), validated.
 
     Args:
         path: CSV with the columns of ``GPU_COLUMNS`` (default ``waveflow/_data/hardware/gpus.csv``).
     """
+    import pandas as pd
+
     gpus, _ = _load(Path(path))
     return pd.DataFrame([{**g.__dict__, "aliases": ";".join(g.aliases)} for g in gpus])
 
@@ -185,6 +204,8 @@ def estimate_training_energy(gpu: Gpu | str | float, n_gpus: int, hours: float, 
 
 def load_table1(path: Path | str = TABLE1_CSV) -> pd.DataFrame:
     """The paper's Table 1 as printed (``data/paper/table1.csv``)."""
+    import pandas as pd
+
     table = pd.read_csv(path)
     missing = [c for c in TABLE1_COLUMNS if c not in table.columns]
     if missing:
@@ -220,4 +241,6 @@ def recompute_table1(path: Path | str = TABLE1_CSV, pue: float = 1.0) -> pd.Data
                 "matches": math.isclose(ours, float(row.energy_kwh), rel_tol=0, abs_tol=1e-9),
             }
         )
+    import pandas as pd
+
     return pd.DataFrame(rows)

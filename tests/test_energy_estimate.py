@@ -13,6 +13,7 @@ from waveflow.cli import main as cli_main
 from waveflow.energy import EnergyMeter, read_records, summary
 from waveflow.energy import cpu_tdp as ct
 from waveflow.energy import readers as er
+from waveflow.energy.cpu_isa import model_isa, narrow_family
 
 VM = er.CpuInfo(logical=2, visible=2, packages=1, threads_per_package=2, hypervisor=True)
 
@@ -177,3 +178,130 @@ def test_bad_thread_table_row_names_the_line(tmp_path):
     path.write_text("name,cores,threads,source\nAMD EPYC 7742,64,128,x\nBroken,8,32,x\n")
     with pytest.raises(ValueError, match=r"line 3 \('Broken'\).*cores <= threads <= 2 x cores"):
         ct.cpu_threads_table(path)
+
+
+# ------------------------------------------------------------------------------------------
+# a bare brand narrowed to the generations the CPU's flags allow
+CPUINFO = """processor\t: {n}
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+physical id\t: 0
+siblings\t: 2
+flags\t\t: fpu sse2 {isa} hypervisor
+
+"""
+
+
+def fake_cpuinfo(monkeypatch, tmp_path, isa: str) -> er.CpuInfo:
+    """This machine's :class:`CpuInfo` read from a 2-vCPU KVM ``/proc/cpuinfo`` with the flags ``isa``."""
+    path = tmp_path / "cpuinfo"
+    path.write_text("".join(CPUINFO.format(n=n, isa=isa) for n in range(2)))
+    monkeypatch.setattr(er, "CPUINFO_PATH", str(path))
+    info = er.cpu_info.__wrapped__()  # the uncached reader, on the fake file
+    monkeypatch.setattr(er, "cpu_info", lambda: info)
+    brand = er.cpu_brand.__wrapped__()
+    monkeypatch.setattr(er, "cpu_brand", lambda: brand)
+    return info
+
+
+def epyc_per_thread(generations: set[int]) -> list[float]:
+    """TDP per thread of the EPYC rows of cpu_threads.csv whose model number's 4th character is a generation."""
+    table, threads = ct.cpu_power_table(), ct.cpu_threads_table()
+    return [
+        table[n] / t
+        for n, (_, t, _) in threads.items()
+        if n.startswith("AMD EPYC ") and int(n.split()[-1][3]) in generations
+    ]
+
+
+def test_fake_proc_cpuinfo_gives_the_flags_and_the_brand(monkeypatch, tmp_path):
+    info = fake_cpuinfo(monkeypatch, tmp_path, "avx avx2 fma")
+    assert info.hypervisor and info.threads_per_package == 2 and info.packages == 1
+    assert {"avx2", "fma", "hypervisor"} <= info.flags and "avx512f" not in info.flags
+    assert er.cpu_brand() == "AMD EPYC"
+
+
+def test_avx2_only_epyc_vm_takes_its_bounds_from_zen_1_to_3(monkeypatch, tmp_path):
+    fake_cpuinfo(monkeypatch, tmp_path, "avx avx2 fma")
+    with pytest.warns(UserWarning, match="fit the CPU's flags"):
+        rec = meter_cpu(4.0)
+    (cpu,) = rec.components
+    zen123 = epyc_per_thread({1, 2, 3})
+    assert cpu.joules == pytest.approx(statistics.median(zen123) * 4.0)  # 3.75 W per thread
+    assert cpu.low == pytest.approx((1 - ct.IDLE_SHARE) * min(zen123) * 4.0)  # 1.41 W, not the EPYC 9965's 1.17 W
+    tdp = er.lookup_cpu_tdp("AMD EPYC", flags=er.cpu_info().flags)
+    assert tdp.family and all(int(n.split()[-1][3]) <= 3 for n in tdp.family)
+    assert rec.cpu_tdp_w == statistics.median(ct.cpu_power_table()[n] for n in tdp.family)
+    assert cpu.high == pytest.approx(rec.cpu_tdp_w * 4.0 / 2)
+    note = next(n for n in rec.notes if n.startswith("CPU family narrowed"))
+    assert "avx2 without avx512f" in note and f"{len(tdp.family)} of the family's" in note
+    assert f"{len(zen123)} of its " in note  # the models with a thread count that remain
+
+
+def test_avx512_epyc_vm_takes_its_bounds_from_zen_4_and_5(monkeypatch, tmp_path):
+    fake_cpuinfo(monkeypatch, tmp_path, "avx avx2 avx512f avx512bw")
+    with pytest.warns(UserWarning, match="generic brand"):
+        rec = meter_cpu(4.0)
+    (cpu,) = rec.components
+    zen45 = epyc_per_thread({4, 5})
+    assert cpu.joules == pytest.approx(statistics.median(zen45) * 4.0)
+    assert cpu.low == pytest.approx((1 - ct.IDLE_SHARE) * min(zen45) * 4.0)
+    family = er.lookup_cpu_tdp("AMD EPYC", flags=er.cpu_info().flags).family
+    assert any(n.startswith("AMD EPYC 9") for n in family) and not any(n.startswith("AMD EPYC 7") for n in family)
+    assert any("models of this family that fit the CPU's flags" in n for n in rec.notes)
+
+
+def test_flags_no_model_fits_keep_the_whole_family_and_say_so(monkeypatch, tmp_path):
+    fake_cpuinfo(monkeypatch, tmp_path, "avx2 avx512f amx_tile")  # AMX: no EPYC has it
+    with pytest.warns(UserWarning, match="generic brand"):
+        rec = meter_cpu(4.0)
+    epyc = [v for k, v in ct.cpu_power_table().items() if k.startswith("AMD EPYC")]
+    assert rec.cpu_tdp_w == statistics.median(epyc)
+    assert rec.components[0].joules == pytest.approx(statistics.median(epyc_per_thread(set(range(10)))) * 4.0)
+    assert any("no model of the family fits" in n and f"all {len(epyc)} rows kept" in n for n in rec.notes)
+
+
+def test_a_known_model_is_not_narrowed_and_notes_the_smt_caveat(monkeypatch, tmp_path):
+    info = fake_cpuinfo(monkeypatch, tmp_path, "avx2 avx512f")  # flags that exclude a 7742, ignored for a model
+    monkeypatch.setattr(er, "cpu_brand", lambda: "AMD EPYC 7742 64-Core Processor")
+    assert "avx512f" in info.flags
+    rec = meter_cpu(10.0)
+    assert rec.components[0].joules == pytest.approx(225 / 128 * 10)
+    assert not any(n.startswith("CPU family narrowed") for n in rec.notes)
+    note = next(n for n in rec.notes if "per hardware thread" in n)
+    assert "SMT sibling idles the core can draw up to about 2x that (the high bound covers it)" in note
+
+
+@pytest.mark.parametrize(
+    "name, isa",
+    [
+        ("AMD EPYC 7601", (False, False)),
+        ("AMD EPYC 7B12", (False, False)),
+        ("AMD EPYC 72F3", (False, False)),
+        ("AMD EPYC Embedded 3251", (False, False)),
+        ("AMD EPYC 9654", (True, False)),
+        ("AMD EPYC 4484PX", (True, False)),
+        ("AMD EPYC 9965", (True, False)),
+        ("Intel Xeon Platinum 8259CL", (True, False)),
+        ("Intel Xeon Gold 6338N", (True, False)),
+        ("Intel Xeon Platinum 8480+", (True, True)),
+        ("Intel Xeon Gold 6530", (True, True)),
+        ("Intel Xeon CPU Max 9480", (True, True)),
+        ("Intel Xeon W7-2495X", (True, True)),
+        ("Intel Xeon 6980P", (True, True)),
+        ("Intel Xeon 6780E", (False, False)),
+        ("Intel Xeon E5-2686 v4", (False, False)),
+        ("Intel Xeon Phi 7250", None),
+        ("Intel Xeon 6369P", None),
+    ],
+)
+def test_model_isa_reads_the_generation_from_the_model_number(name, isa):
+    assert model_isa(name) == isa
+
+
+def test_avx512_absence_counts_only_when_avx2_is_shown_and_amx_absence_never():
+    names = ("AMD EPYC 7742", "AMD EPYC 9654", "Intel Xeon Gold 6248", "Intel Xeon Gold 6430")
+    assert narrow_family(names, {"sse2"}) == (names, "")  # a masked CPU model: nothing concluded
+    assert narrow_family(names, {"avx2"})[0] == ("AMD EPYC 7742",)
+    assert narrow_family(names, {"avx2", "avx512f"})[0] == names[1:]  # no amx_tile: Sapphire Rapids stays
+    assert narrow_family(names, {"avx2", "avx512f", "amx_tile"})[0] == ("Intel Xeon Gold 6430",)

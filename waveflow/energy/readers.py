@@ -80,6 +80,7 @@ from .rapl import (
 __all__ = [
     "CPU_POWER_CSV",
     "CPU_THREADS_CSV",
+    "CPUINFO_PATH",
     "DEFAULT_POLL_HZ",
     "DEFAULT_POWERCAP_ROOT",
     "DEFAULT_W_PER_THREAD",
@@ -122,6 +123,10 @@ __all__ = [
 ]
 
 
+#: Where the CPU's brand, topology and flags are read (tests point it at a fake file).
+CPUINFO_PATH = "/proc/cpuinfo"
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_brand() -> str:
     """The CPU brand string, from ``/proc/cpuinfo`` when possible.
@@ -130,7 +135,7 @@ def cpu_brand() -> str:
     fallback for systems without ``/proc/cpuinfo``; the result is cached per process.
     """
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(CPUINFO_PATH, encoding="utf-8") as f:
             for line in f:
                 if line.lower().startswith(("model name", "hardware", "cpu model")):
                     return line.split(":", 1)[1].strip()
@@ -156,6 +161,9 @@ class CpuInfo:
         threads_per_package: ``siblings`` from ``/proc/cpuinfo``: the package's hardware threads on
             bare metal, a virtual socket's vCPUs under a hypervisor (so not used there).
         hypervisor: the ``hypervisor`` CPU flag is set (a VM: the vCPUs are a slice of a host).
+        flags: the CPU flags of ``/proc/cpuinfo`` (``avx2``, ``avx512f``, ``amx_tile``, ...), which
+            tell the generations a bare brand can be (:mod:`~waveflow.energy.cpu_isa`); None when
+            the system does not list them (then no family is narrowed).
     """
 
     logical: int
@@ -163,6 +171,7 @@ class CpuInfo:
     packages: int
     threads_per_package: int | None
     hypervisor: bool
+    flags: frozenset[str] | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,9 +182,9 @@ def cpu_info() -> CpuInfo:
         visible = len(os.sched_getaffinity(0)) or logical
     except (AttributeError, OSError):  # macOS, Windows
         visible = logical
-    packages, hypervisor, siblings = set(), False, None
+    packages, siblings, flags = set(), None, None
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(CPUINFO_PATH, encoding="utf-8") as f:
             for line in f:
                 if line.startswith("physical id"):
                     packages.add(line.split(":", 1)[1].strip())
@@ -184,11 +193,12 @@ def cpu_info() -> CpuInfo:
                         siblings = int(line.split(":", 1)[1])
                     except ValueError:
                         pass
-                elif line.startswith("flags") and " hypervisor" in line:
-                    hypervisor = True
+                elif line.startswith("flags") and flags is None:
+                    flags = frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return CpuInfo(logical, min(visible, logical), max(1, len(packages)), siblings, hypervisor)
+    hypervisor = flags is not None and "hypervisor" in flags
+    return CpuInfo(logical, min(visible, logical), max(1, len(packages)), siblings, hypervisor, flags)
 
 
 def cpu_topology() -> tuple[int, int, bool]:

@@ -99,8 +99,10 @@ def rapl_readers(
 def cpu_tdp(cpu_tdp_w: float | None, warn: bool, notes: list[str]) -> er.CpuTdp:
     """The CPU's TDP for the estimate: the user's figure, else the table's entry for the CPU's brand.
 
-    A TDP that is only a family median or a default is noted, and with ``warn`` also raised as a
-    ``UserWarning`` pointing at the user's line (:func:`caller_stacklevel`).
+    A bare brand's family is narrowed to the generations the CPU's flags allow, and the note says
+    which filter applied and how many models it kept (or that none fit and the whole family is
+    used). A TDP that is only a family median or a default is noted, and with ``warn`` also raised
+    as a ``UserWarning`` pointing at the user's line (:func:`caller_stacklevel`).
 
     Args:
         cpu_tdp_w: the user's TDP in W per package, or None to look the brand up.
@@ -110,7 +112,9 @@ def cpu_tdp(cpu_tdp_w: float | None, warn: bool, notes: list[str]) -> er.CpuTdp:
     brand = er.cpu_brand()
     if cpu_tdp_w is not None:
         return er.CpuTdp(brand, float(cpu_tdp_w), "override", "", f"user TDP {cpu_tdp_w:g} W")
-    tdp = er.lookup_cpu_tdp(brand)
+    tdp = er.lookup_cpu_tdp(brand, flags=er.cpu_info().flags)
+    if tdp.narrowing:
+        notes.append(f"CPU family narrowed by the instruction sets /proc/cpuinfo reports: {tdp.narrowing}")
     if tdp.match in ("generic", "default"):
         notes.append("the CPU's TDP is not known exactly: set it with cpu_tdp_w=W (CLI: --cpu-tdp W)")
     if tdp.match in ("generic", "default") and warn:
@@ -136,7 +140,7 @@ def cpu_estimate(
     threads, threads_source = cpu_threads, "user value (cpu_threads)"
     if threads is None and not info.hypervisor and info.threads_per_package:
         threads, threads_source = info.threads_per_package, "/proc/cpuinfo siblings (bare metal)"
-    power = er.thread_power(tdp, threads, threads_source)
+    power = er.thread_power(tdp, threads, threads_source, flags=info.flags)
     slice_of_package = power.threads is not None and info.visible < info.packages * power.threads
     per_thread = info.hypervisor or slice_of_package
     est = er.CpuUtilisationEstimate(
@@ -148,7 +152,7 @@ def cpu_estimate(
             f"CPU energy estimated per hardware thread ({why}): {tdp.detail}; {power.watts:.3g} W per busy "
             f"thread from {power.source}; low {est.w_per_cpu * est.low_factor:.3g} W per busy thread "
             f"(without the {er.IDLE_SHARE:.0%} idle share), high {est.package_w_per_cpu:.3g} W "
-            f"(the whole package's TDP over the {info.visible} visible logical CPU(s))"
+            f"(the whole package's TDP over the {info.visible} visible logical CPU(s)); {_smt_caveat(est)}"
         )
         if est.capped:
             notes.append(
@@ -161,6 +165,15 @@ def cpu_estimate(
             f"low bound without the {er.IDLE_SHARE:.0%} idle share"
         )
     return est
+
+
+def _smt_caveat(est: er.CpuUtilisationEstimate) -> str:
+    """Why the middle figure may be low for a vCPU: it is charged half a core when the CPU has SMT."""
+    covered = "the high bound covers it" if est.high_factor >= 2 else "beyond the high bound here"
+    return (
+        "with two threads per core a busy thread is charged half its core's share, and when its SMT "
+        f"sibling idles the core can draw up to about 2x that ({covered})"
+    )
 
 
 def caller_stacklevel() -> int:

@@ -25,7 +25,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "waveflow"
 
-SHELL = {"cli", "cli_reference", "pipeline", "report", "runinfo", "__main__"}
+SHELL = {"cli", "cli_reference", "committed", "pipeline", "report", "runinfo", "__main__"}
 #: workflow package -> rank; a workflow may import workflows of a strictly lower rank
 WORKFLOWS = {
     "perf": 4,  # benchmarks, per-op profiles, the meter's overhead, the GPU check

@@ -65,14 +65,14 @@ class PageChecker(HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    """Notebooks 01, 02 and 05 executed by the real pipeline into a scratch folder, then the report."""
+    """Notebooks 01, 02 and 06 executed by the real pipeline into a scratch folder, then the report."""
     root = tmp_path_factory.mktemp("run")
     env = {"WAVEFLOW_FIGURES": str(root / "figures"), "WAVEFLOW_RESULTS": str(root / "results")}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
         reproduce(
-            "quick", only=["01", "02", "05"], output_dir=root / "notebooks", progress_bar=False, log=lambda _: None
+            "quick", only=["01", "02", "06"], output_dir=root / "notebooks", progress_bar=False, log=lambda _: None
         )
     return build_report(
         "quick", executed=root / "notebooks", results=root / "results", figures=root / "figures", out=root / "report"
@@ -86,7 +86,7 @@ def test_report_is_a_well_formed_self_contained_page(report):
     page.close()
     assert not page.errors, page.errors
     assert not page.stack, f"unclosed tags: {page.stack}"
-    assert len(page.images) >= 3, page.images  # figures of 01, 02 and 05
+    assert len(page.images) >= 3, page.images  # figures of 01, 02 and 06
     for target in page.images + [h for h in page.links if not h.startswith("#")]:
         assert not target.startswith(("http:", "https:", "//")), f"the page must not fetch {target}"
         assert (report.parent / target).is_file(), f"{target} does not exist beside the page"
@@ -213,7 +213,7 @@ def test_a_section_from_another_run_is_flagged_and_not_counted(report, tmp_path)
     page = build_report(
         "quick", executed=executed, results=run / "results", figures=run / "figures", out=tmp_path / "report"
     ).read_text(encoding="utf-8")
-    assert page.count('class="stale"') == 2  # 02 and 05
+    assert page.count('class="stale"') == 2  # 02 and 06
     assert "left over from another run, flagged below and not counted" in page
     nb01 = nbformat.read(executed / "01_literature_survey.ipynb", as_version=4)
     assert f"total wall time {nb01.metadata.papermill.duration:.0f} s" in page

@@ -119,9 +119,9 @@ def _energy_claims(
     if table is None:
         return [
             Claim(
-                f"{what}, WF1–WF5",
+                f"{what} relative to WF1, WF1–WF5",
                 "Table 2",
-                _paper_list(paper, unit),
+                " / ".join(f"{paper[c] / paper['WF1']:.2f}" for c in paper),
                 "—",
                 "not comparable here",
                 "not run in this profile",

@@ -32,7 +32,7 @@ test-unit: $(STAMP) ## Unit tests only
 
 test-notebooks: $(STAMP) ## Notebooks only, under nbval (outputs go to build/test-outputs/)
 	WAVEFLOW_FIGURES=$(CURDIR)/build/test-outputs/figures WAVEFLOW_RESULTS=$(CURDIR)/build/test-outputs/results \
-	  $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
+	  WAVEFLOW_RUNS=$(CURDIR)/build/test-outputs/runs $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:python notebooks/
 
 test-docs: $(STAMP) ## Build the docs site strictly (a broken link, a missing page or a stale CLI page fails)
 	$(PY) -m waveflow cli-reference --check docs/cli.md

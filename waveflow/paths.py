@@ -10,9 +10,10 @@ Where outputs go: in a source checkout (the package's parent folder holds this p
 anywhere else, under ``$WAVEFLOW_HOME``, or the current directory when it is not set, with the same
 layout (``build/results/``, ``figures/``); never inside the installed package. In a checkout, each
 profile's figures go to ``build/figures/<profile>/``: the committed ``figures/`` change only through
-``waveflow figures --profile P``. Two outputs can be redirected on their own: ``WAVEFLOW_FIGURES``
-and ``WAVEFLOW_RESULTS``. ``make test`` points both into ``build/test-outputs/`` so that running the
-notebooks at their tiny test defaults never touches what ``make reproduce`` made.
+``waveflow figures --profile P``. Three outputs can be redirected on their own: ``WAVEFLOW_FIGURES``,
+``WAVEFLOW_RESULTS`` and ``WAVEFLOW_RUNS`` (training run folders). ``make test`` points all three into
+``build/test-outputs/``, so that running the notebooks at their tiny test defaults never touches what
+``make reproduce`` made, even while it runs.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ FIGURES = Path(
     or (profile_figures(os.environ.get("WAVEFLOW_PROFILE") or "interactive") if CHECKOUT else HOME / "figures")
 )
 RESULTS = Path(os.environ.get("WAVEFLOW_RESULTS", BUILD / "results"))
-RUNS = BUILD / "runs"
+RUNS = Path(os.environ.get("WAVEFLOW_RUNS") or BUILD / "runs")
 EXECUTED = BUILD / "notebooks"  # executed copies of the notebooks and their HTML
 PARAMS = ROOT / "params"
 LJSPEECH_MINI = DATA / "ljspeech-mini"

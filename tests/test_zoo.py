@@ -33,7 +33,7 @@ from waveflow.zoo.samplernn import GRU
 from waveflow.zoo.sing import CountableLSTM, lstm_macs
 from waveflow.zoo.wavegan import PhaseShuffle
 
-# Exact parameter counts derived in the reference notes from the official configurations.
+# Exact parameter counts derived from the official configurations (waveflow/zoo/REFERENCES.md).
 EXPECTED_PARAMS = {
     "samplernn": {"trained": 18_744_832},
     "sing": {"generation": 63_747_929, "encoder": 38_285_440},
@@ -87,6 +87,39 @@ def test_parameter_counts_are_exact(meta_models, name):
         assert counts[part] == expected, (name, part)
     for part, expected in get_spec(name).reference_params:
         assert counts[part] == expected
+
+
+def test_the_provenance_notes_ship_and_state_every_count_and_schedule():
+    """``waveflow/zoo/REFERENCES.md`` is what the docstrings cite: it ships in the wheel and gives, per
+    model, the repository followed, the counts the tests check and the schedule the tables use."""
+    import re
+    from pathlib import Path
+
+    import waveflow
+
+    notes = Path(waveflow.__file__).parent / "zoo" / "REFERENCES.md"
+    text = notes.read_text(encoding="utf-8")
+    pyproject = (Path(waveflow.__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    package_data = re.search(r"\[tool\.setuptools\.package-data\]\s*waveflow = \[([^]]*)\]", pyproject)
+    assert package_data and '"zoo/REFERENCES.md"' in package_data.group(1)
+    for repository in (
+        "soroushmehr/sampleRNN_ICLR2017",
+        "facebookresearch/SING",
+        "chrisdonahue/wavegan",
+        "magenta/magenta",
+        "ksw0306/FloWaveNet",
+    ):
+        assert repository in text
+    for name in MODEL_NAMES:
+        spec = get_spec(name)
+        for count in [*EXPECTED_PARAMS[name].values(), *spec.params.values()]:
+            assert f"{count:,}" in text, (name, count)
+        if spec.reported_steps is not None:
+            assert f"{spec.reported_steps:,}" in text, name
+        assert f"| {spec.reported_hours:g} |" in text, name
+    # SampleRNN: what "exact" means, and the variant chosen
+    assert "20,846,080" in text and "IndependentPreds" in text and "39,243,264" in text
+    assert "shared/" not in text
 
 
 def test_optional_heads_and_stage_only_parts():
@@ -190,7 +223,7 @@ def test_flowavenet_flow_is_invertible():
 
 
 # ------------------------------------------------------------------ MAC counts
-# The reference's derived forward MACs per second of audio (network only).
+# The forward MACs per second of audio derived in waveflow/zoo/REFERENCES.md (network only).
 REFERENCE_MACS_PER_SECOND = {
     "samplernn": 128e9,  # 8.00 M per sample x 16,000 samples
     "sing": 4.1e9,

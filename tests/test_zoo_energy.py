@@ -76,7 +76,7 @@ def test_cli_rows_are_the_model_then_wf2(csv_rows):
     assert (w.params_generator, w.params_other) == (19_065_345, 17_427_969)
     assert (w.sample_rate, w.audio_s_per_forward) == (16_000, 1.024)
     assert (w.examples_per_step, w.reported_steps, w.reported_hours, w.reported_gpus) == (320, 200_000, 96, 1)
-    # 2 x the reference file's 0.847 G MACs per 16,384 samples, per second of audio, within 2 %
+    # 2 x the 0.847 G MACs per 16,384 samples of waveflow/zoo/REFERENCES.md, per second of audio, within 2 %
     spec = get_spec("wavegan")
     reference = 2 * spec.reference_macs_per_forward / spec.audio_seconds_per_forward / 1e9
     assert w.inference_gflop_per_audio_s == pytest.approx(reference, rel=0.02)

@@ -11,7 +11,8 @@ harness can drive any of them without knowing which one it is:
 * ``training_step(*batch, stage=...)``: one optimiser step exactly as the original code
   defines a step (several network updates for a GAN critic schedule, several truncated-BPTT
   updates for SING's sequence stage);
-* ``parameter_counts()``: the parameter totals the reference file derives.
+* ``parameter_counts()``: the parameter totals derived from the official code
+  (``waveflow/zoo/REFERENCES.md``).
 
 The replicas are architecture replicas for compute and energy measurement; none of them is a
 trained generator, and their outputs are noise.
@@ -100,7 +101,7 @@ class ZooModel(nn.Module):
 
     @abstractmethod
     def parameter_counts(self) -> dict[str, int]:
-        """Parameter totals by part, as the reference file derives them."""
+        """Parameter totals by part, as ``waveflow/zoo/REFERENCES.md`` derives them from the official code."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The optimisers, created on first use."""

@@ -56,7 +56,7 @@ class ForwardCost:
     """Cost of one inference call ``model(*inputs)`` on ``batch`` examples.
 
     ``macs`` covers the whole call (for GANSynth also the mel inversion matrix products);
-    ``network_macs`` only the neural network (the figure the reference derives);
+    ``network_macs`` only the neural network (the figure ``waveflow/zoo/REFERENCES.md`` derives);
     ``output_shape`` is the shape of the audio the call returned, (batch, samples).
     """
 

@@ -25,7 +25,8 @@ Architecture:
   residual 1x1 ((x + res) sqrt(0.5)) and skip 1x1; head ReLU, 1x1, ReLU, zero-initialised
   1x1 scaled by exp(3 s). The prior WaveNet is the same on the full conditioning.
 
-Parameters (instantiated from the official ``model.py`` by the reference): **182,644,788**
+Parameters (the official ``model.py`` instantiated with the README configuration, see
+``waveflow/zoo/REFERENCES.md``): **182,644,788**
 including 175,618 weight-norm gains (182,469,170 without); reproduced exactly here by
 :class:`WNConv1d` and :class:`WNConvTranspose2d` (one gain per output channel, the legacy
 ``nn.utils.weight_norm`` the official code uses).
@@ -41,7 +42,7 @@ and the step-LR scheduler.
 Inference (``forward``): ``reverse`` from z ~ N(0, 0.8^2) (temperature 0.8, paper section
 4.4) given a mel spectrogram: 256 samples per mel frame.
 
-Decisions on the reference's uncertain points:
+Decisions on the uncertain points (``waveflow/zoo/REFERENCES.md``):
 
 * Chunk length: the code's 15,872 samples (16,000 rounded down to whole hops), not the
   paper's 16,000.

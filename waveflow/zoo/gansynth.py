@@ -21,7 +21,8 @@ Discriminator: from_rgb (1x1 conv + LeakyReLU) of the box-downscaled input for e
 blocks 7..2 of [3x3 conv, 3x3 conv, 2x2 average pool], minibatch stddev channel, 3x3 conv,
 (2, 16) VALID conv, then a 1-unit WGAN critic head and a 61-way pitch classifier head.
 
-Parameter counts (reference file section 5.4, reproduced exactly): G = 7,311,246 and
+Parameter counts (derived from the official configuration in ``waveflow/zoo/REFERENCES.md``, reproduced
+exactly): G = 7,311,246 and
 D = 6,831,230 including the 15,677-parameter classifier. MACs per forward at the final
 resolution: G = 14.14 G network + 16.4 M for the seven to_rgb convs; D = 14.06 G.
 
@@ -39,7 +40,7 @@ a discriminator update (fresh z through G, D on real, fake and interpolates, WGA
 10 x gradient penalty (target 1) + 0.001 x drift on real + 10 x AC loss on real, backward
 into D), and the EMA (0.999) update of a generator copy used for evaluation.
 
-Decisions on the reference's uncertain points:
+Decisions on the uncertain points (``waveflow/zoo/REFERENCES.md``):
 
 * The AC losses: the official graph calls the discriminator a second time on the same fake
   and real images to read the classifier logits. Here the critic and the classifier come
@@ -47,13 +48,13 @@ Decisions on the reference's uncertain points:
   elimination is assumed to merge the duplicate passes. Without the merge a step would cost
   one more D forward on the fakes (G update) and on the reals (D update).
 * The step is modelled at the final stage only. The 11 M-image schedule runs only ~4.65 M
-  full-resolution-equivalent images (the reference's weighting), so ``reported_steps``
+  full-resolution-equivalent images (weighting the 13 stages by images), so ``reported_steps``
   (1,375,000) x this step over-counts training compute: the registry notes this.
 * The IF -> phase round trip of ``melspecgrams_to_specgrams`` (phase -> IF -> cumsum) is
   the identity up to 2 pi wraps and is skipped.
 * The EMA copy is created at the first training step and kept outside the module tree, so
   that it costs memory and its update costs time but it adds no trainable parameters (the
-  counts above exclude it, as the reference does).
+  counts above exclude it).
 """
 
 from __future__ import annotations

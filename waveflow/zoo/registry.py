@@ -5,9 +5,9 @@ GANSynth and FloWaveNet from each paper's GPU count, GPU TDP and training hours 
 Table 1). A bottom-up estimate needs, per model, the compute of one training step and the
 number of steps, and the compute of one inference call and the audio it produces: the
 :class:`ZooSpec` records hold the reported side (hours, GPUs, steps, batch, audio per
-forward), sourced from the seed paper's Table 1 and the reference notes on the official code
-(which give the code file and line behind every figure); :func:`build` gives the replicas
-whose cost :mod:`waveflow.zoo.cost` counts.
+forward), sourced from the seed paper's Table 1 and the notes on the official code in
+``waveflow/zoo/REFERENCES.md`` (which give the code file and line behind every figure);
+:func:`build` gives the replicas whose cost :mod:`waveflow.zoo.cost` counts.
 
 Reported figures the sources do not pin down are ``None`` (SampleRNN and SING publish no step
 count) and every uncertainty is spelled out in ``notes`` and in the model modules' docstrings.
@@ -31,11 +31,11 @@ from .wavegan import WaveGAN, WaveGANConfig
 
 @dataclass(frozen=True)
 class ZooSpec:
-    """One Table 1 model as reported: data, schedule, hardware, and the reference's derived sizes.
+    """One Table 1 model as reported: data, schedule, hardware, and the sizes derived from its code.
 
     ``examples_per_training_step`` counts real training examples consumed by one step as the
     original code defines it (WaveGAN: 5 critic updates x 64 clips; SampleRNN: 128 chunks of
-    512 samples). ``reference_macs_per_forward`` is the reference file's derived count for one
+    512 samples). ``reference_macs_per_forward`` is the count ``waveflow/zoo/REFERENCES.md`` derives for one
     network forward producing ``audio_samples_per_forward`` samples (conv/linear/recurrent
     matmuls only), the figure the counted MACs are checked against.
     """

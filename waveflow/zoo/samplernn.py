@@ -52,7 +52,7 @@ cross-entropy over 128 x 512 targets; gradients clipped elementwise to [-1, 1]; 
 The hidden states are carried (detached) across the 250 chunks of a batch of 8-s sequences
 and reset to the learned h0 at each new batch (truncated BPTT).
 
-Decisions on the reference's uncertain points:
+Decisions on the uncertain points (``waveflow/zoo/REFERENCES.md``):
 
 * Variant: the 3-tier model (the README's figure, and the best model on two of the three
   datasets); the 2-tier model is not built.

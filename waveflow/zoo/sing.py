@@ -42,7 +42,7 @@ The three training stages (``training_stages``), each an Adam(3e-4) step on batc
    ``make_batch`` supplies the precomputed embeddings, so the step has no encoder pass;
 3. ``finetune``: LSTM over 265 steps (untruncated) + decoder forward/backward, spectral loss.
 
-Decisions on the reference's uncertain points:
+Decisions on the uncertain points (``waveflow/zoo/REFERENCES.md``):
 
 * The autoencoder stage uses the spectral L1 loss, as the code does (``train.py`` passes
   ``train_loss`` to every trainer), not the waveform MSE a secondary review attributes to

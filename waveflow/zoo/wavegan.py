@@ -16,7 +16,7 @@ samples), ReLU between and tanh at the end.
 Discriminator: 5 x [Conv1d(k 25, stride 4, 'same') -> LeakyReLU(0.2)] (1 -> 64 -> ... -> 1024
 channels over 16,384 -> 16 samples), phase shuffle after the first four, Dense(16,384 -> 1).
 
-Parameter counts (reference file section 4.3, reproduced exactly):
+Parameter counts (derived from the official shapes in ``waveflow/zoo/REFERENCES.md``, reproduced exactly):
 G = 1,654,784 + 13,107,712 + 3,277,056 + 819,328 + 204,864 + 1,601 = 19,065,345;
 D = 1,664 + 204,928 + 819,456 + 3,277,312 + 13,108,224 + 16,385 = 17,427,969.
 
@@ -28,11 +28,11 @@ One training step (one TF ``global_step``): 5 critic updates, each on a fresh re
 fresh z (G forward without grad, D on real, fake and interpolates, gradient penalty by double
 backprop, D backward, Adam), then 1 generator update (G forward, D forward, backward into G).
 
-Decisions on the reference's uncertain points:
+Decisions on the uncertain points (``waveflow/zoo/REFERENCES.md``):
 
 * "200k iterations, 4 days, batch 64" is taken as the reported schedule (registry), counting
   generator iterations, each with 5 critic updates (the code increments ``global_step`` only
-  in the generator update); the paper text itself was not verified by the reference.
+  in the generator update); the paper text itself was not re-read.
 * Phase shuffle follows the official code: one random shift in [-2, 2] per call, shared by
   the whole batch, with reflect padding (the PyTorch port draws one per example and, through
   a bug, never shuffles).

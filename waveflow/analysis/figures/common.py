@@ -17,7 +17,8 @@ import pandas as pd
 
 PAPER_COLOR = "0.35"
 OURS_COLOR = "tab:blue"
-#: How the paper's numbers were obtained, for legends and the figure CSVs (fidelity review D1, D9).
+#: How the paper's numbers were obtained, for legends and the figure CSVs: its E_train is Carbontracker's
+#: prediction, with Carbontracker's PUE in it, not a measurement.
 PAPER_E_TRAIN = "paper: Carbontracker prediction, 4 × TITAN V"
 PAPER_E_TRAIN_METHOD = (
     "predicted by the authors with Carbontracker (whole training extrapolated from measured epochs; "

@@ -403,10 +403,19 @@ def test_log_with_the_old_header_is_refused_in_one_line_and_kept(tmp_path):
     assert rc == 0 and log.read_text() == content  # the CLI reports it and still returns the command's code
 
 
-def test_a_log_without_the_provenance_columns_still_loads_and_is_not_appended_to(tmp_path):
-    """The layout before ``project_commit``/``tool_version``: read_records fills them in empty, and
-    append_record refuses the file like any older layout."""
-    old_columns = [c for c in RECORD_COLUMNS if c not in ("project_commit", "tool_version")]
+TDP_COLUMNS = tuple(f"{k}_tdp_{x}" for k in ("gpu", "cpu", "wall") for x in ("time_j", "ratio"))
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [TDP_COLUMNS, ("project_commit", "tool_version", *TDP_COLUMNS)],
+    ids=["before the TDP x time columns", "before the provenance columns"],
+)
+def test_a_log_of_an_older_layout_still_loads_and_is_not_appended_to(tmp_path, dropped):
+    """Layouts before ``project_commit``/``tool_version`` and before the TDP x time columns:
+    read_records fills the missing columns in empty, and append_record refuses the file."""
+    assert set(dropped) <= set(RECORD_COLUMNS)
+    old_columns = [c for c in RECORD_COLUMNS if c not in dropped]
     row = _record("old").row()
     log = tmp_path / "energy_log.csv"
     with open(log, "w", newline="") as f:
@@ -417,9 +426,11 @@ def test_a_log_without_the_provenance_columns_still_loads_and_is_not_appended_to
     df = read_records(log)
     assert list(df.columns) == list(RECORD_COLUMNS)
     assert df["label"].iloc[0] == "old" and df["cpu_j"].iloc[0] == pytest.approx(row["cpu_j"])
-    assert df["project_commit"].iloc[0] == "" and df["tool_version"].iloc[0] == ""
+    assert all(df[c].iloc[0] == "" for c in dropped if c in ("project_commit", "tool_version"))
+    assert all(df[c].isna().all() for c in TDP_COLUMNS)  # numbers: NaN, not ""
     with pytest.raises(
-        ValueError, match=rf"older column layout \(50 columns, this version writes {len(RECORD_COLUMNS)}\)"
+        ValueError,
+        match=rf"older column layout \({len(old_columns)} columns, this version writes {len(RECORD_COLUMNS)}\)",
     ):
         append_record(_record("new"), log)
     assert log.read_text() == content

@@ -6,7 +6,8 @@ Free of torch, the model and the data: point :class:`EnergyMeter` at any block o
 ``python -m waveflow energy [--json] -- CMD``. Readers (RAPL, NVML, the CPU estimate) live in
 :mod:`~waveflow.energy.readers`, the record in :mod:`~waveflow.energy.record`, its CSV log in
 :mod:`~waveflow.energy.log`, grid intensities and PUE in :mod:`~waveflow.energy.carbon`, GPU TDPs and Table 1 in
-:mod:`~waveflow.energy.hardware`, and the paper's tool in :mod:`~waveflow.energy.carbontracking`.
+:mod:`~waveflow.energy.hardware`, the paper's TDP × time estimate held against each measured device in
+:mod:`~waveflow.energy.tdp_check`, and the paper's tool in :mod:`~waveflow.energy.carbontracking`.
 """
 
 from .carbontracking import CarbontrackerResult, CarbontrackerSession

@@ -6,6 +6,8 @@ that travel with every joule the meter reports, so they live here, below every r
 
 from __future__ import annotations
 
+import math
+
 METHOD_NVML_ENERGY = "measured:nvml-energy"
 METHOD_NVML_POWER = "measured:nvml-power"
 METHOD_RAPL = "measured:rapl"
@@ -26,7 +28,9 @@ class EnergyReader:
     :meth:`read`. ``poll_interval_s`` is None for readers that need no background thread; the
     meter starts its sampling thread only when some reader sets it. ``low_factor`` and
     ``high_factor`` turn a reading into the bounds of its interval; they are 1 for a measurement
-    (no modelled interval) and set by estimates.
+    (no modelled interval) and set by estimates. ``tdp_w`` and ``tdp_source`` are the power the
+    paper's TDP × time method would assume for a measured device and where it comes from (NaN and
+    "" when the method has none); the meter sets them (:mod:`~waveflow.energy.tdp_check`).
     """
 
     kind: str = ""
@@ -36,6 +40,8 @@ class EnergyReader:
     poll_interval_s: float | None = None
     low_factor: float = 1.0
     high_factor: float = 1.0
+    tdp_w: float = math.nan
+    tdp_source: str = ""
 
     @property
     def estimated(self) -> bool:

@@ -27,6 +27,9 @@ DEFAULT_LOG = RESULTS / "energy_log.csv"
 #: component is estimated and are empty for a measurement; ``<kind>_scope`` says what it covers.
 #: ``git_commit`` is the measuring tool's checkout, ``project_commit`` the measured project's
 #: (the working directory's repository) and ``tool_version`` the tool's version.
+#: ``<kind>_tdp_time_j`` is what the paper's TDP × time method says for the kind's measured devices
+#: over the block and ``<kind>_tdp_ratio`` measured / that (empty without a measured device with a
+#: TDP; see :mod:`~waveflow.energy.tdp_check`).
 RECORD_COLUMNS: tuple[str, ...] = (
     "timestamp",
     "label",
@@ -43,6 +46,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "gpu_method",
     "gpu_scope",
     "gpu_devices",
+    "gpu_tdp_time_j",
+    "gpu_tdp_ratio",
     "cpu_j",
     "cpu_j_low",
     "cpu_j_high",
@@ -54,6 +59,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "cpu_w_per_thread",
     "cpu_threads",
     "cpu_utilisation",
+    "cpu_tdp_time_j",
+    "cpu_tdp_ratio",
     "dram_j",
     "dram_j_low",
     "dram_j_high",
@@ -67,6 +74,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "wall_scope",
     "wall_device",
     "wall_ratio",
+    "wall_tdp_time_j",
+    "wall_tdp_ratio",
     "idle_baseline_s",
     "idle_w",
     "dynamic_j",

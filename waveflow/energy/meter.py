@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import carbon, setup
+from . import carbon, setup, tdp_check
 from . import readers as er
 from .measurement import Measurement, fill
 from .provenance import project_commit
@@ -125,6 +125,7 @@ class EnergyMeter:
         self._open: dict[object, tuple[str, str, float, Snap]] = {}  # key -> (what, name, start s, snapshot)
         self._closed_at_stop: dict[object, Measurement] = {}  # windows that stop() ended, by key
         self._project_commit = ""
+        self._machine_tdp = (math.nan, "")  # the whole machine's TDP for a wall meter's TDP x time check
 
     # -- set-up -------------------------------------------------------------------------------
     def _build_readers(self) -> None:
@@ -140,7 +141,10 @@ class EnergyMeter:
             self.tdp = setup.cpu_tdp(self.cpu_tdp_w, self.warn, self.notes)
             self.readers.append(setup.cpu_estimate(self.tdp, self.cpu_threads, self._cpu_seconds, self.notes))
         elif self.cpu_tdp_w is not None:
-            self.notes.append(f"cpu_tdp_w={self.cpu_tdp_w:g} unused: the CPU package is measured by RAPL")
+            self.notes.append(
+                f"cpu_tdp_w={self.cpu_tdp_w:g} is not used for the CPU's energy, which RAPL measures; "
+                "only for the TDP x time check"
+            )
 
     @property
     def poll_cpu_s(self) -> float:
@@ -160,6 +164,8 @@ class EnergyMeter:
         self._sync()  # GPU work queued before the block must not land in it (readers take baselines next)
         try:
             self._build_readers()
+            want_machine = self.wall_meter is not None
+            self._machine_tdp = tdp_check.assign_tdps(self.readers, self.cpu_tdp_w, self.tdp, want_machine)
         except Exception as exc:  # never let set-up break the user's run
             self.notes.append(f"meter set-up failed: {type(exc).__name__}: {exc}")
         self._readings.start()
@@ -354,7 +360,16 @@ class EnergyMeter:
                 f"wall meter: {joules:.4g} J over the window = {joules / others_j:.3g} x the sum of the other "
                 "components (power supply losses, fans, board and every other process are in the wall figure)"
             )
-        return ComponentEnergy("wall", f"wall meter {self.wall_meter}", joules, er.METHOD_WALL, er.SCOPE_DEVICE)
+        tdp_w, tdp_source = self._machine_tdp
+        return ComponentEnergy(
+            "wall",
+            f"wall meter {self.wall_meter}",
+            joules,
+            er.METHOD_WALL,
+            er.SCOPE_DEVICE,
+            tdp_w=tdp_w,
+            tdp_source=tdp_source,
+        )
 
     def stop(self, exit_code: int | None = None, command: str = "") -> EnergyRecord:
         """Stop, release NVML and return the :class:`EnergyRecord` (idempotent)."""

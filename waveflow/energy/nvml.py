@@ -16,6 +16,7 @@ NVML's energy counter updates every ~20-100 ms, so a section shorter than that c
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -39,7 +40,8 @@ class NvmlEnergyCounter(EnergyReader):
 
     def __init__(self, nvml: Any, handle: Any, index: int | str, name: str) -> None:
         self._nvml, self._handle = nvml, handle
-        self.device = f"gpu:{index} {name}"
+        self.device, self.name = f"gpu:{index} {name}", name
+        self.power_limit_w = enforced_power_limit_w(nvml, handle)
         self._start_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
 
     def read(self) -> float:
@@ -59,7 +61,8 @@ class NvmlPowerIntegrator(EnergyReader):
 
     def __init__(self, nvml: Any, handle: Any, index: int | str, name: str, poll_hz: float = DEFAULT_POLL_HZ) -> None:
         self._nvml, self._handle = nvml, handle
-        self.device = f"gpu:{index} {name}"
+        self.device, self.name = f"gpu:{index} {name}", name
+        self.power_limit_w = enforced_power_limit_w(nvml, handle)
         self.poll_interval_s: float | None = 1.0 / poll_hz
         self._lock = threading.Lock()
         self._t = time.perf_counter()
@@ -78,6 +81,17 @@ class NvmlPowerIntegrator(EnergyReader):
     def read(self) -> float:
         self.poll()
         return self._joules
+
+
+def enforced_power_limit_w(nvml: Any, handle: Any) -> float:
+    """The GPU's enforced power limit in W (``nvmlDeviceGetEnforcedPowerLimit``), NaN when unreadable.
+
+    The TDP × time check falls back to it for a GPU that ``gpus.csv`` does not know.
+    """
+    try:
+        return float(nvml.nvmlDeviceGetEnforcedPowerLimit(handle)) / 1e3
+    except Exception:  # not supported, an older pynvml, a fake: the check just has no fallback
+        return math.nan
 
 
 def cuda_uuids() -> list[str] | None:

@@ -20,6 +20,7 @@ tests that build a fake tree), else ``/sys/class/powercap``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -74,9 +75,22 @@ class RaplDomain(EnergyReader):
             self.max_range_uj = int(self._read_text(self.path / "max_energy_range_uj"))
         except (OSError, ValueError):
             self.max_range_uj = 2**32  # the classic MSR width when the file is missing
+        self.power_limit_w = self._long_term_limit_w()
         self._lock = threading.Lock()
         self._last = self._counter()  # raises PermissionError when energy_uj is root-only
         self._total_uj = 0
+
+    def _long_term_limit_w(self) -> float:
+        """The zone's long-term power limit (PL1, about the TDP) in W; NaN when it has none or it is unreadable.
+
+        The TDP × time check uses it for a CPU the TDP table does not know.
+        """
+        try:
+            if self._read_text(self.path / "constraint_0_name").strip() != "long_term":
+                return math.nan
+            return int(self._read_text(self.path / "constraint_0_power_limit_uw")) / 1e6
+        except Exception:  # missing, root-only or garbage: the check just has no fallback
+            return math.nan
 
     def _counter(self) -> int:
         return int(self._read_text(self.path / "energy_uj"))

@@ -13,7 +13,6 @@ that cannot be polled is dropped from the polling, and each is noted once in the
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 
@@ -140,8 +139,22 @@ class Readings:
             if id(r) in skip:
                 continue
             joules = end[id(r)] - start.get(id(r), 0.0)
-            low, high = (joules * r.low_factor, joules * r.high_factor) if r.estimated else (math.nan, math.nan)
-            comps.append(ComponentEnergy(r.kind, r.device, joules, r.method, r.scope, low, high))
+            if r.estimated:
+                comps.append(
+                    ComponentEnergy(
+                        r.kind,
+                        r.device,
+                        joules,
+                        r.method,
+                        r.scope,
+                        low=joules * r.low_factor,
+                        high=joules * r.high_factor,
+                    )
+                )
+            else:  # a measurement: no modelled interval, and the TDP the TDP x time check holds it against
+                comps.append(
+                    ComponentEnergy(r.kind, r.device, joules, r.method, r.scope, tdp_w=r.tdp_w, tdp_source=r.tdp_source)
+                )
         return comps
 
     def interval(self, label: str, t0: float, s0: Snap, t1: float, s1: Snap, skip: frozenset[int]) -> Interval:

@@ -23,6 +23,7 @@ from .log import DEFAULT_LOG, RECORD_COLUMNS, append_record, read_records
 from .provenance import tool_version
 from .serialize import JSON_SCHEMA, record_dict
 from .serialize import finite as _finite
+from .tdp_check import TdpCheck, tdp_checks
 from .text import summary
 from .units import J_PER_KWH, J_PER_WH, KINDS, WALL
 
@@ -37,6 +38,7 @@ __all__ = [
     "ComponentEnergy",
     "EnergyRecord",
     "Interval",
+    "TdpCheck",
     "append_record",
     "git_commit",
     "read_records",
@@ -57,6 +59,9 @@ class ComponentEnergy:
             ``process-tree`` (only the measured processes' share); default: from the method.
         low: lower bound of an estimate (NaN for a measurement: no interval is modelled).
         high: upper bound of an estimate (NaN for a measurement).
+        tdp_w: for a measurement, the power the paper's TDP × time method would assume for the
+            device (NaN when it has none, e.g. DRAM); see :mod:`~waveflow.energy.tdp_check`.
+        tdp_source: where ``tdp_w`` comes from.
     """
 
     kind: str
@@ -66,6 +71,8 @@ class ComponentEnergy:
     scope: str = ""
     low: float = math.nan
     high: float = math.nan
+    tdp_w: float = math.nan
+    tdp_source: str = ""
 
     def __post_init__(self) -> None:
         if not self.scope:  # built without one: an estimate covers its process tree, a measurement its device
@@ -84,7 +91,8 @@ class ComponentEnergy:
 
     def to_dict(self) -> dict[str, Any]:
         """The component as JSON-ready values; ``low``/``high`` are its :attr:`bounds` (a measurement's
-        equal its value) and NaN becomes ``None``."""
+        equal its value), ``tdp_w``/``tdp_source`` the TDP × time method's power for it, and NaN becomes
+        ``None``."""
         low, high = self.bounds
         return {
             "kind": self.kind,
@@ -95,6 +103,8 @@ class ComponentEnergy:
             "method": self.method,
             "scope": self.scope,
             "estimated": self.estimated,
+            "tdp_w": _finite(self.tdp_w),
+            "tdp_source": self.tdp_source,
         }
 
 
@@ -295,6 +305,22 @@ class EnergyRecord:
         """Total minus the idle power measured before the block x the block's duration (NaN without a baseline)."""
         return self.energy_j - self.idle_w * self.wall_s
 
+    def tdp_checks(self) -> list[TdpCheck]:
+        """Each measured component next to what the paper's TDP × time method would say for the block.
+
+        One :class:`~waveflow.energy.tdp_check.TdpCheck` per measured GPU, CPU package and wall
+        meter with a known TDP, over ``wall_s``; none for a record without a measured component.
+        """
+        return tdp_checks(self.components, self.wall_s)
+
+    def _tdp_columns(self, kind: str) -> dict[str, Any]:
+        # Summed over the kind's checked components: TDP x time, and measured / that (empty: no check).
+        checks = [c for c in self.tdp_checks() if c.kind == kind]
+        tdp_time_j = sum(c.tdp_time_j for c in checks)
+        if not checks or not tdp_time_j > 0:
+            return {f"{kind}_tdp_time_j": "", f"{kind}_tdp_ratio": ""}
+        return {f"{kind}_tdp_time_j": tdp_time_j, f"{kind}_tdp_ratio": sum(c.measured_j for c in checks) / tdp_time_j}
+
     def methods_label(self) -> str:
         """``"measured:rapl + estimated:tdp×utilisation"``-style summary of how the total was obtained."""
         methods = sorted({c.method for c in self._parts(None) if not math.isnan(c.joules)})
@@ -330,7 +356,8 @@ class EnergyRecord:
         ``exit_code``, ``wall_s``; ``components`` (each with method, scope and bounds); ``energy``
         (totals with bounds, scope, methods, PUE-weighted figures, CO2e, the wall-meter check and
         the idle baseline); ``by_kind`` (joules, bounds, method and scope per gpu/cpu/dram/wall);
-        ``hardware`` (devices, CPU TDP and utilisation); ``pue``; ``intensity``; ``provenance``
+        ``hardware`` (devices, CPU TDP and utilisation); ``tdp_time_checks`` (:meth:`tdp_checks`: each
+        measured component against TDP × time); ``pue``; ``intensity``; ``provenance``
         (``project_commit``, ``tool_version``, ``git_commit``); ``sections``; ``marks``; ``notes``.
         """
         return record_dict(self)
@@ -361,6 +388,7 @@ class EnergyRecord:
             "gpu_method": self.method("gpu"),
             "gpu_scope": self.scope("gpu"),
             "gpu_devices": self._devices("gpu"),
+            **self._tdp_columns("gpu"),
             **self._kind_columns("cpu"),
             "cpu_method": self.method("cpu"),
             "cpu_scope": self.scope("cpu"),
@@ -370,6 +398,7 @@ class EnergyRecord:
             "cpu_w_per_thread": nan_empty(self.cpu_w_per_thread),
             "cpu_threads": "" if self.cpu_threads is None else self.cpu_threads,
             "cpu_utilisation": self.cpu_utilisation,
+            **self._tdp_columns("cpu"),
             **self._kind_columns("dram"),
             "dram_method": self.method("dram"),
             "dram_scope": self.scope("dram"),
@@ -381,6 +410,7 @@ class EnergyRecord:
             "wall_scope": self.scope(WALL),
             "wall_device": self._devices(WALL),
             "wall_ratio": nan_empty(self.wall_ratio),
+            **self._tdp_columns(WALL),
             "idle_baseline_s": nan_empty(self.idle_baseline_s),
             "idle_w": nan_empty(self.idle_w),
             "dynamic_j": nan_empty(self.dynamic_j),

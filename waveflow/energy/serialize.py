@@ -75,6 +75,7 @@ def record_dict(record: EnergyRecord) -> dict[str, Any]:
             "cpu_threads": record.cpu_threads,
             "cpu_utilisation": finite(record.cpu_utilisation),
         },
+        "tdp_time_checks": [c.to_dict() for c in record.tdp_checks()],
         "pue": {"value": finite(record.pue), "name": record.pue_name, "source": record.pue_source},
         "intensity": {
             "code": record.intensity_code,

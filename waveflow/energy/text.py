@@ -2,7 +2,9 @@
 
 Each component is listed with its interval, method, scope and device, so an estimate never reads
 as a measurement; then the totals with and without PUE, the wall-meter check, the dynamic energy
-over the idle baseline, CO2e, the first sections and the record's notes.
+over the idle baseline, CO2e, the first sections and the record's notes. Each measured device
+with a known TDP also gets the paper's check: what TDP × time would have said for the block, and
+the measured figure's ratio to it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def summary(record: EnergyRecord) -> str:
     """One screen of text: wall time, energy per component with interval, method and scope, totals, CO2.
 
     A component line reads ``cpu  12.3 J  [4.1, 61.0]  estimated:…  process-tree  <device>``; a
-    measurement has no interval.
+    measurement has no interval, and a ``check`` line of its own when its device has a TDP.
     """
     lines = [f"energy of {record.label or 'block'}: wall {record.wall_s:.2f} s"]
     for c in record.components:
@@ -35,6 +37,11 @@ def summary(record: EnergyRecord) -> str:
         lines.append(f"  {c.kind:<5}{_j(c.joules):>9} J  {interval:<18}{c.method:<39}{c.scope:<14}{c.device}")
     if not record.components:
         lines.append("  (no component could be measured)")
+    for check in record.tdp_checks():
+        lines.append(
+            f"  check {check.kind} {check.device}: TDP × time would say {_j(check.tdp_time_j)} J "
+            f"({check.tdp_w:g} W from {check.tdp_source}); measured / that = {check.ratio:.3g}"
+        )
     if not math.isnan(record.cpu_tdp_w):
         per = ""
         if not math.isnan(record.cpu_w_per_thread):

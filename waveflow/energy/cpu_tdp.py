@@ -159,7 +159,17 @@ def lookup_cpu_tdp(brand: str, table: dict[str, float] | None = None, flags: Col
             of them when none does. None (unknown flags) keeps the whole family. A brand with a
             model number is never filtered.
     """
-    table = cpu_power_table() if table is None else table
+    if table is None:  # the bundled table: cached per brand and flags, as every meter start asks
+        return _lookup_bundled(brand, None if flags is None else frozenset(flags))
+    return _lookup(brand, table, flags)
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup_bundled(brand: str, flags: frozenset[str] | None) -> CpuTdp:
+    return _lookup(brand, cpu_power_table(), flags)
+
+
+def _lookup(brand: str, table: dict[str, float], flags: Collection[str] | None) -> CpuTdp:
     normalised = {_normalise(k): k for k in table}
     target = _normalise(brand)
     median_all = statistics.median(table.values())

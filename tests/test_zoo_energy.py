@@ -37,6 +37,7 @@ from waveflow.experiments.zoo_energy import (
     zoo_rows,
 )
 from waveflow.experiments.zoo_tables import (
+    FORM_FACTOR_COLUMNS,
     UTILISATION_COMFORTABLE,
     UTILISATION_DEMANDING,
     UTILISATION_MAX_PLAUSIBLE,
@@ -255,6 +256,7 @@ def test_wavegan_schedule_against_the_p100_peak():
     known += ["inference_gflop_per_audio_s", "j_per_audio_s", "best_batch", "j_per_example", "measured_here"]
     assert set(known) <= set(table.columns)
     assert list(table.columns[: len(known) - 5]) == known[:-5]
+    assert tuple(table.columns[-len(FORM_FACTOR_COLUMNS) :]) == FORM_FACTOR_COLUMNS
     assert (t.j_per_audio_s, t.best_batch, t.j_per_audio_s_best, bool(t.measured_here)) == (3.0, 4, 2.0, True)
 
 

@@ -313,6 +313,17 @@ def _other_columns(alt: tuple[str, str, float] | None, flop: float, hours: float
     }
 
 
+#: Columns of :func:`training_cost_table` about the other form factor of the reported GPU, after all others.
+FORM_FACTOR_COLUMNS = (
+    "form_factor",
+    "gpu_other_variant",
+    "form_factor_other_variant",
+    "fp32_peak_tflops_other_variant",
+    "implied_utilisation_other_variant",
+    "verdict_other_variant",
+)
+
+
 def _model_verdict(total: float, stages: pd.DataFrame) -> str:
     """:func:`verdict` of the total, unless a stage of a staged model is implausible: then the
     code's schedule does not fit the paper's hours for that stage, which the total would hide."""
@@ -367,8 +378,9 @@ def training_cost_table(
                 else "",
             }
         )
-    table = pd.DataFrame(rows)
-    return _with_measurements(table, inference, training)
+    table = _with_measurements(pd.DataFrame(rows), inference, training)
+    added = [c for c in FORM_FACTOR_COLUMNS if c in table]
+    return table[[c for c in table.columns if c not in added] + added]  # the form-factor columns last
 
 
 def _with_measurements(table: pd.DataFrame, inference: pd.DataFrame | None, training: pd.DataFrame | None):

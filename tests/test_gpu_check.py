@@ -28,13 +28,19 @@ def test_quick_check_runs_every_part_on_the_cpu_and_writes_the_table(tmp_path, c
         e_gen = [r for r in rows if r["part"] == f"e_gen_{config}"]
         graphs = [(r["item"], r["status"]) for r in e_gen if "CUDA graphs" in r["item"]]
         assert graphs == [(f"E_gen {config} batch 1, CUDA graphs", "skipped")]  # needs a GPU; says so
-        e_gen = [r for r in e_gen if "CUDA graphs" not in r["item"]]
+        checks = [r for r in e_gen if "TDP x time" in r["item"]]
+        # on a CPU nothing is measured, so the paper's TDP x time check says it has nothing to compare
+        assert [(r["item"], r["status"]) for r in checks] == [
+            (f"E_gen {config} batch 1: measured / TDP x time", "skipped")
+        ]
+        e_gen = [r for r in e_gen if "CUDA graphs" not in r["item"] and "TDP x time" not in r["item"]]
         assert [r["item"] for r in e_gen][:2] == [f"E_gen {config} batch 1", f"E_gen {config} batch 2"]
         assert all(r["status"] == "ok" and r["value"] > 0 for r in e_gen)
         assert e_gen[-1]["value"] == min(r["value"] for r in e_gen[:2])  # the energy-optimal batch
         assert e_gen[0]["paper"] > 0 and "estimated" in e_gen[0]["detail"]
     train = {r["item"]: r for r in rows if r["part"] == "e_train"}
     assert train["E_train WF2 extrapolated to 3,000,000 steps"]["value"] > 0
+    assert train["E_train WF2 steps: measured / TDP x time"]["status"] == "skipped"
     resume = next(r for r in rows if r["part"] == "resume")
     assert resume["status"] == "ok" and resume["value"] == 0.0
 

@@ -26,7 +26,12 @@ def log_record(record: EnergyRecord, log: bool | str | Path) -> None:
 
 def energy_columns(record: EnergyRecord, low: float, high: float) -> dict[str, Any]:
     """The columns every E_train and E_gen row shares: energy with PUE and its interval, how it was
-    obtained, what it covers, and on which hardware."""
+    obtained, what it covers, and on which hardware; and, where a component was measured, what the
+    paper's TDP × time method would have said for the same window (``tdp_time_j``) and measured / that
+    (``tdp_ratio``; empty when nothing was measured: an estimate compared with itself says nothing)."""
+    checks = record.tdp_checks()
+    tdp_time_j = sum(c.tdp_time_j for c in checks)
+    measured_j = sum(c.measured_j for c in checks)
     return {
         "energy_j": record.energy_j,
         "pue": record.pue,
@@ -36,4 +41,6 @@ def energy_columns(record: EnergyRecord, low: float, high: float) -> dict[str, A
         "energy_method": record.methods_label(),
         "energy_scope": record.scope(),
         "hardware": record.hardware_label(),
+        "tdp_time_j": tdp_time_j if checks else float("nan"),
+        "tdp_ratio": measured_j / tdp_time_j if checks and tdp_time_j > 0 else float("nan"),
     }

@@ -132,6 +132,7 @@ def _e_gen(s: Settings, config: str) -> Iterator[dict[str, Any]]:
             best = (float(r["e_gen_wh"]), b)
         if b == 1:
             eager_rtf = float(r["rtf"])
+            yield from _tdp_check_rows(f"e_gen_{config}", f"E_gen {config} batch 1", r)
     assert best is not None
     detail = f"lowest of batches {sorted(sizes)} on this machine"
     yield row(
@@ -201,6 +202,16 @@ def part_e_gen_wf4(s: Settings) -> Iterator[dict[str, Any]]:
     return _e_gen(s, "WF4")
 
 
+def _tdp_check_rows(part: str, what: str, r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's check of its Table 1 method, on our window: measured energy / (TDP x time) of the
+    measured components (the GPU's NVML counter against its TDP x wall seconds); none for an estimate."""
+    ratio = r.get("tdp_ratio", float("nan"))
+    if not isinstance(ratio, float) or math.isnan(ratio):
+        return [row(part, f"{what}: measured / TDP x time", "skipped", detail="no measured component (estimate only)")]
+    detail = f"TDP x time {r['tdp_time_j']:.4g} J over the window; the paper's SING check gave 64.8 / 52 = 1.25"
+    return [row(part, f"{what}: measured / TDP x time", "ok", ratio, "ratio", detail)]
+
+
 def part_e_train(s: Settings) -> list[dict[str, Any]]:
     """E_train of WF2: 100 metered steps at batch 8 x 16,000, extrapolated to the paper's schedule."""
     from ...experiments.measure import measure_training, paper_steps
@@ -232,6 +243,7 @@ def part_e_train(s: Settings) -> list[dict[str, Any]]:
         f"in {r['wall_s']:.1f} s; {r['j_per_step']:.3g} J per step; {r['hardware']}{ct}"
     )
     return [
+        *_tdp_check_rows("e_train", "E_train WF2 steps", r),
         row("e_train", "E_train WF2 per step", "ok", float(r["j_per_step"]), "J", r["energy_method"]),
         row(
             "e_train",

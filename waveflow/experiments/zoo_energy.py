@@ -64,17 +64,22 @@ from .zoo_measure import _notes as _notes
 from .zoo_measure import _positive_int as _positive_int
 from .zoo_measure import _variant as _variant
 from .zoo_tables import (
+    FORM_FACTOR_COLUMNS,
     GANSYNTH_FULL_RESOLUTION_FRACTION,
     REFERENCE,
     REFERENCE_CLIP_S,
     REFERENCE_GPUS,
     REFERENCE_STEPS,
     ROW_COLUMNS,
+    UTILISATION_COMFORTABLE,
+    UTILISATION_DEMANDING,
     UTILISATION_LOW,
     UTILISATION_MAX_PLAUSIBLE,
     findings,
     fp32_peak,
+    grade,
     implied_utilisation,
+    other_variant,
     reference_row,
     schedule_table,
     training_cost_table,
@@ -87,6 +92,11 @@ from .zoo_tables import _with_measurements as _with_measurements
 
 __all__ = [
     "DEFAULT_CLIP_S",
+    "FORM_FACTOR_COLUMNS",
+    "UTILISATION_COMFORTABLE",
+    "UTILISATION_DEMANDING",
+    "grade",
+    "other_variant",
     "GANSYNTH_FULL_RESOLUTION_FRACTION",
     "GENERATOR_PART",
     "OTHER_PART",

@@ -27,6 +27,7 @@ from .inference import (
     measure_inference,
 )
 from .measure import PAPER_BATCH, PAPER_SEGMENT, PAPER_STEPS, measure_training, paper_steps
+from .metered import machine_label, with_provenance
 from .summary import SUMMARY_COLUMNS, measure_quality, measured_summary, rescale_schedule
 
 __all__ = [
@@ -40,10 +41,12 @@ __all__ = [
     "compare_precisions",
     "energy_mels",
     "longest_clips",
+    "machine_label",
     "measure_inference",
     "measure_quality",
     "measure_training",
     "measured_summary",
     "paper_steps",
     "rescale_schedule",
+    "with_provenance",
 ]

@@ -26,9 +26,7 @@ in :mod:`waveflow.analysis.curves` (usable without torch) and are re-exported he
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -52,10 +50,11 @@ from ..analysis.curves import (
     quality_at,
 )
 from ..data import DEFAULT_VALIDATION_FRACTION
-from ..energy.readers import cpu_brand
 from ..model import WaveFlowConfig, get_config
 from ..paths import LJSPEECH_MINI, RUNS
 from ..train import TrainConfig, read_metrics, train
+from .metered import machine_label as machine_label
+from .metered import with_provenance as with_provenance
 
 
 @dataclass
@@ -138,12 +137,6 @@ class BudgetRun:
         return TrainConfig(**options)
 
 
-def machine_label() -> str:
-    """The machine a figure came from: host, CPU brand and cores, GPUs (for the figure CSVs)."""
-    gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "no GPU"
-    return f"{socket.gethostname()}: {cpu_brand()} ({os.cpu_count()} logical cores), {gpus}"
-
-
 def run_budget(
     configs: Sequence[str],
     options: BudgetRun,
@@ -207,12 +200,6 @@ def collect_marks(runs: dict[str, Path]) -> pd.DataFrame:
     for col in ("energy_j", "energy_j_low", "energy_j_high", "wall_s", "heldout_nll_bits"):
         table[col] = pd.to_numeric(table[col], errors="coerce")
     return table
-
-
-def with_provenance(table: pd.DataFrame, profile: str, machine: str | None = None) -> pd.DataFrame:
-    """``table`` with ``profile`` and ``machine`` columns, so an overwritten figure CSV says which
-    profile and which machine it came from."""
-    return table.assign(profile=profile, machine=machine or machine_label())
 
 
 __all__ = [

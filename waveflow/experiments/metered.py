@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..energy import EnergyRecord, append_record
 
 
@@ -44,3 +46,25 @@ def energy_columns(record: EnergyRecord, low: float, high: float) -> dict[str, A
         "tdp_time_j": tdp_time_j if checks else float("nan"),
         "tdp_ratio": measured_j / tdp_time_j if checks and tdp_time_j > 0 else float("nan"),
     }
+
+
+def machine_label() -> str:
+    """The machine a figure came from: host, CPU brand and cores, GPUs (for the figure CSVs)."""
+    import os
+    import socket
+
+    import torch
+
+    from ..energy.readers import cpu_brand
+
+    gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "no GPU"
+    return f"{socket.gethostname()}: {cpu_brand()} ({os.cpu_count()} logical cores), {gpus}"
+
+
+def with_provenance(table: pd.DataFrame, profile: str, machine: str | None = None) -> pd.DataFrame:
+    """``table`` with ``profile``, ``machine`` and ``date`` (UTC) columns, so a figure's CSV says which
+    run made it: a committed figure is checked against the README by these columns too."""
+    from datetime import datetime, timezone
+
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return table.assign(profile=profile, machine=machine or machine_label(), date=date)

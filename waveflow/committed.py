@@ -20,9 +20,9 @@ from .paths import COMMITTED_FIGURES, ROOT
 
 #: page -> the blocks it holds
 PAGES = {
-    "README.md": ("headline",),
-    "docs/index.md": ("headline",),
-    "docs/results.md": ("zoo-table", "energy-to-quality", "measured-pareto"),
+    "README.md": ("provenance", "headline"),
+    "docs/index.md": ("provenance", "headline"),
+    "docs/results.md": ("provenance", "zoo-table", "energy-to-quality", "measured-pareto"),
 }
 
 
@@ -147,7 +147,25 @@ def measured_pareto(figures: Path = COMMITTED_FIGURES) -> str:
     )
 
 
+def provenance(figures: Path = COMMITTED_FIGURES) -> str:
+    """Which runs the committed figures come from, read from the CSVs that record it."""
+    runs: dict[tuple[str, str, str], list[str]] = {}
+    for path in sorted(figures.glob("[0-9][0-9]_*.csv")):
+        table = pd.read_csv(path, nrows=1)
+        if "profile" in table and "machine" in table:
+            date = str(table["date"].iloc[0]) if "date" in table else "date not recorded"
+            runs.setdefault((str(table["profile"].iloc[0]), str(table["machine"].iloc[0]), date), []).append(path.stem)
+    if not runs:
+        return "The committed figures' CSVs do not record their run."
+    parts = [
+        f"`{', '.join(stems)}`: profile `{profile}` on {machine}, {date}"
+        for (profile, machine, date), stems in sorted(runs.items(), key=lambda kv: kv[1])
+    ]
+    return "Committed figures that record their run — " + "; ".join(parts) + "."
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
+    "provenance": provenance,
     "headline": headline,
     "zoo-table": zoo_table,
     "energy-to-quality": energy_to_quality,

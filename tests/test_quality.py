@@ -14,18 +14,17 @@ from conftest import randomise_outputs, tiny_config
 from waveflow import WaveFlow
 from waveflow.audio import HOP_LENGTH, N_MELS, load_wav, log_mel, save_wav
 from waveflow.data import assign_splits
+from waveflow.measures.evaluation import evaluate_model, summarize
 from waveflow.measures.quality import (
     MCD_SCALE,
     PRED_MOS_COLUMN,
     PRED_MOS_LABEL,
-    evaluate_model,
     heldout_nll,
     log_mel_l1,
     mcd_from_log_mels,
     mel_cepstral_distortion,
     mel_recipe,
     predicted_mos,
-    summarize,
 )
 from waveflow.paths import LJSPEECH_MINI
 

@@ -38,7 +38,7 @@ COMMANDS: dict[str, Command] = {
         "waveflow.model.command", "add_arguments", "run", "synthesise audio from wavs or mels with a checkpoint"
     ),
     "evaluate": Command(
-        "waveflow.measures.quality",
+        "waveflow.measures.evaluation",
         "add_evaluate_arguments",
         "run_evaluate",
         "quality measures (NLL, mel distances, predicted MOS) of checkpoints",

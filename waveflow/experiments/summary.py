@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..measures import quality
+from ..measures import evaluation, quality
 from ..model import WaveFlow, synthesize
 
 
@@ -38,10 +38,10 @@ def measure_quality(
     """Quality of one model on held-out clips: NLL, resynthesis distances and predicted MOS.
 
     Resynthesis uses the fast path; the predicted MOS is DNSMOS P.808 (``quality.PRED_MOS_LABEL``),
-    not a listening test. Returns the summary row of :func:`waveflow.measures.quality.evaluate_model`.
+    not a listening test. Returns the summary row of :func:`waveflow.measures.evaluation.evaluate_model`.
     """
-    rows = quality.evaluate_model(model, clips, synth_fn=synthesize, sigma=sigma, seed=seed, mos=mos)
-    summary = quality.summarize(rows)
+    rows = evaluation.evaluate_model(model, clips, synth_fn=synthesize, sigma=sigma, seed=seed, mos=mos)
+    summary = evaluation.summarize(rows)
     return {
         "config": name,
         "clips": len(rows),

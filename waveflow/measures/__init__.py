@@ -2,15 +2,16 @@
 
 Both the training loop (held-out NLL at quality marks) and the paper's experiments use them, so
 they sit below both: :mod:`~waveflow.measures.quality` (held-out NLL, log-mel L1, mel-cepstral
-distortion, predicted MOS, the ``evaluate`` command) and :mod:`~waveflow.measures.flops` (FLOPs
-counted on the aten ops, cross-checked with thop, and the ``flops`` command). Both work for any
-model: :func:`count_flops` and :func:`flops_per_audio_second` count any module or callable, and the
-mel distances and predicted MOS take any sample rate.
+distortion, predicted MOS), :mod:`~waveflow.measures.flops` (FLOPs counted on the aten ops,
+cross-checked with thop; the ``flops`` command) and :mod:`~waveflow.measures.evaluation` (the
+``evaluate`` command: the measures on checkpoints, clip by clip). The measures work for any model:
+:func:`count_flops` and :func:`flops_per_audio_second` count any module or callable, and the mel
+distances and predicted MOS take any sample rate.
 """
 
+from .evaluation import evaluate_model
 from .flops import FlopCount, aten_flops, count, count_flops, flops_per_audio_second, flops_table, thop_macs
 from .quality import (
-    evaluate_model,
     heldout_nll,
     log_mel_l1,
     mel_cepstral_distortion,

@@ -40,15 +40,15 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import thop
 import torch
-from thop.vision.basic_hooks import count_convNd
 from torch import nn
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..audio import HOP_LENGTH, SAMPLE_RATE
 from ..model import PAPER_CONFIGS, FastSynthesizer, WaveFlow, WaveFlowConfig, get_config
@@ -66,6 +66,8 @@ def count_conv_transpose(module: nn.Module, inputs: tuple[torch.Tensor, ...], ou
 
 def thop_rules(module: nn.Module) -> dict[type, object]:
     """Custom thop rules for every convolution class present, parametrised ones included."""
+    from thop.vision.basic_hooks import count_convNd  # thop is the [paper] extra: imported when cross-checking
+
     rules: dict[type, object] = {}
     for m in module.modules():
         if isinstance(m, nn.modules.conv._ConvTransposeNd):
@@ -79,6 +81,8 @@ def thop_rules(module: nn.Module) -> dict[type, object]:
 
 def thop_macs(module: nn.Module, inputs: tuple) -> float:
     """MACs of ``module(*inputs)`` counted by thop with the WaveFlow rules."""
+    import thop
+
     macs, _ = thop.profile(module, inputs=inputs, custom_ops=thop_rules(module), verbose=False)
     return float(macs)
 
@@ -394,6 +398,8 @@ def flops_table(
                     "backward_to_forward": c.backward_to_forward,
                 }
             )
+    import pandas as pd  # the [analysis] extra: counting FLOPs needs only torch
+
     return pd.DataFrame(rows)
 
 

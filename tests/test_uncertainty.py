@@ -38,7 +38,7 @@ def test_the_sentence_claims_no_difference_inside_the_interval():
     boot = paired_bootstrap(_scores({"WF1": 0.0, "WF2": 0.0005, "WF5": 1.0}))
     text = ranking_sentence(boot)
     assert "cannot be told apart" in text and "WF5 is worse" in text
-    assert "32 held-out crops of 8 clips" in text
+    assert "32 held-out crops of 8 clips" in text and "not the spread over seeds" in text
 
 
 def test_dominance_counts_only_quality_differences_beyond_noise():

@@ -135,7 +135,7 @@ def ranking_sentence(boot: Bootstrap, what: str = "held-out NLL", lower_is_bette
         head += f"; {', '.join(tied)} cannot be told apart from it ({level} interval of the difference includes 0)"
     if worse:
         head += f"; {', '.join(worse)} {'is' if len(worse) == 1 else 'are'} worse beyond that interval"
-    return head + "."
+    return head + " (one training run each: the interval covers the held-out data, not the spread over seeds)."
 
 
 def dominated_beyond_noise(

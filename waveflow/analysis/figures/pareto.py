@@ -212,7 +212,7 @@ def plot_measured_pareto(
         names = ", ".join(t.loc[~t.pareto_optimal, label].astype(str)) or "none"
         what = "training energy" if space == "training" else "generation energy"
         beyond = " beyond the noise" if dominated is not None else ""
-        ax.set_title(f"Quality against {what}: dominated{beyond}: {names}", fontsize=10)
+        ax.set_title(f"Quality against {what}\ndominated{beyond}: {names}", fontsize=10)
         ax.margins(x=0.15, y=0.2)
         _sparse_ticks(ax, "x", log)
         _sparse_ticks(ax, "y", False)

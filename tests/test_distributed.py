@@ -9,6 +9,7 @@ two-"node" job on the loopback (two torchrun launches with a c10d rendezvous on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -406,8 +407,7 @@ def test_two_gloo_processes_take_the_same_step_as_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_nodes_on_the_loopback_train_and_merge_energy_per_node(tmp_path):
-    out = tmp_path / "two-nodes"
+def _two_node_launch(out: os.PathLike[str]) -> list[subprocess.Popen]:
     endpoint = f"127.0.0.1:{free_port()}"
     procs = []
     for node in (0, 1):
@@ -432,7 +432,29 @@ def test_two_nodes_on_the_loopback_train_and_merge_energy_per_node(tmp_path):
             str(out),
         )
         procs.append(start(cmd))
-    results = [finish(p) for p in procs]
+    return procs
+
+
+def test_two_nodes_on_the_loopback_train_and_merge_energy_per_node(tmp_path):
+    """Two torchrun agents on one machine, as two nodes. torchrun's own exit barrier between agents has
+    been seen to hang past the launch timeout once in many runs on a busy 2-core machine, after both
+    ranks had finished; such a launch is killed and tried once more on a fresh port and folder (a
+    second hang fails the test with both attempts' output)."""
+    failures = []
+    for attempt in (1, 2):
+        out = tmp_path / f"two-nodes-{attempt}"
+        procs = _two_node_launch(out)
+        try:
+            results = [finish(p) for p in procs]
+            break
+        except pytest.fail.Exception as exc:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+            failures.append(str(exc))
+    else:
+        pytest.fail("\n\n".join(failures))
     assert [r[0] for r in results] == [0, 0], "\n".join(r[2][-2000:] for r in results)
     assert any(r[1].startswith("DDP: world size 2, backend gloo") for r in results)
 

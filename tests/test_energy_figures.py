@@ -186,7 +186,7 @@ def test_measured_pareto_takes_another_quality_and_its_label():
     for ax, ref in zip(fig.axes, nll.axes):
         assert ax.get_ylabel() == "predicted MOS (higher is better)" and "NLL" in ref.get_ylabel()
         assert ax.get_title() == ref.get_title()  # the same dominated models: MOS = 5 - NLL
-    assert fig.axes[0].get_title() == "Quality against training energy: dominated: WF3"
+    assert fig.axes[0].get_title() == "Quality against training energy\ndominated: WF3"
     plt.close(fig)
     plt.close(nll)
 

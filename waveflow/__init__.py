@@ -71,12 +71,14 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
 
     def create_module(self, spec: Any) -> ModuleType:
-        module = importlib.import_module(MOVED[spec.name])
-        self._spec = module.__spec__  # the import machinery stamps the alias's spec on the module
-        return module
+        return importlib.import_module(MOVED[spec.name])
 
     def exec_module(self, module: ModuleType) -> None:
-        module.__spec__ = self._spec  # give the module its own spec back: reload and pickling use it
+        # The import machinery stamped the alias's spec on the module; give it its own back (reload and
+        # pickling use it). The module kept its own name, so its spec can be built from that again.
+        module.__spec__ = importlib.util.spec_from_file_location(
+            module.__name__, module.__file__, submodule_search_locations=getattr(module, "__path__", None)
+        )
 
 
 if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):

@@ -36,10 +36,9 @@ def _sig(value: float) -> str:
 
 def _energy_headline(frame: pd.DataFrame, quantity: str) -> tuple[str, str, str, str, str]:
     """(WF2 paper, WF2 ours with bounds, WF1-relative paper, WF1-relative ours, ours' method) of one quantity."""
-    rows = frame[frame["quantity"] == quantity]
-    ours = rows[rows["source"].str.startswith("this machine")].drop_duplicates("config", keep="last")
-    paper = rows[rows["source"].str.startswith("paper")].drop_duplicates("config", keep="last")
-    ours, paper = ours.set_index("config"), paper.set_index("config")
+    from .analysis.claims import energy_rows
+
+    ours, paper = energy_rows(frame, quantity), energy_rows(frame, quantity, "paper")
     o = ours.loc["WF2"]
     value = f"{_sig(o['value'])} [{_sig(o['low'])}, {_sig(o['high'])}]"
     relative = " / ".join(f"{ours.loc[c, 'value'] / ours.loc['WF1', 'value']:.2f}" for c in ours.index)

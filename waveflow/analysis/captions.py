@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claims import energy_rows
 from .pareto import pareto_table
-
-
-def _mine(table: pd.DataFrame, quantity: str) -> pd.DataFrame:
-    rows = table[(table["quantity"] == quantity) & table["source"].astype(str).str.startswith("this machine")]
-    return rows.drop_duplicates("config", keep="last").set_index("config")
-
-
-def _paper(table: pd.DataFrame, quantity: str) -> pd.DataFrame:
-    rows = table[(table["quantity"] == quantity) & table["source"].astype(str).str.startswith("paper")]
-    return rows.drop_duplicates("config", keep="last").set_index("config")
 
 
 def _ratios(values: pd.Series) -> str:
@@ -60,8 +51,8 @@ def zoo_costs(table: pd.DataFrame) -> str:
 
 
 def _energy(table: pd.DataFrame, quantity: str, what: str) -> str:
-    ours, paper = _mine(table, quantity)["value"], _paper(table, quantity)["value"]
-    method = str(_mine(table, quantity)["method"].iloc[0])
+    ours, paper = energy_rows(table, quantity)["value"], energy_rows(table, quantity, "paper")["value"]
+    method = str(energy_rows(table, quantity)["method"].iloc[0])
     text = f"{what} relative to WF1, WF1–WF5: {_ratios(ours)} here against the paper's {_ratios(paper)}; ours {method}."
     sweep = table[table["quantity"] == "sweep_j_per_audio_s"]
     if len(sweep):

@@ -111,8 +111,11 @@ def value_verdict(paper: float, ours: float, low: float, high: float, method: st
     return "not comparable here", f"other hardware ({method}); ours / paper = {ours / paper:.2f}"
 
 
-def _energy_rows(table: pd.DataFrame, quantity: str) -> pd.DataFrame:
-    rows = table[(table["quantity"] == quantity) & table["source"].astype(str).str.startswith("this machine")]
+def energy_rows(table: pd.DataFrame, quantity: str, source: str = "this machine") -> pd.DataFrame:
+    """One row per configuration of ``quantity`` in a figure-03/04 table, indexed by config: ours
+    (``source="this machine"``, extrapolated or not) or the paper's (``source="paper"``). The claims,
+    the captions and the README's headline all read those tables through here."""
+    rows = table[(table["quantity"] == quantity) & table["source"].astype(str).str.startswith(source)]
     return rows.drop_duplicates("config", keep="last").set_index("config")
 
 
@@ -147,7 +150,7 @@ def _energy_claims(
                 link,
             )
         ]
-    ours = _energy_rows(table, quantity)
+    ours = energy_rows(table, quantity)
     values = {c: float(ours.loc[c, "value"]) for c in CONFIGS if c in ours.index}
     verdict, why = ratio_verdict(values, paper)
     claims = [
@@ -180,10 +183,6 @@ def _energy_claims(
             )
         )
     return claims
-
-
-def _paper_list(values: dict[str, float], unit: str) -> str:
-    return " / ".join(f"{v:g}" for v in values.values()) + f" {unit}"
 
 
 def parameter_claims(counts: dict[str, int] | None) -> list[Claim]:

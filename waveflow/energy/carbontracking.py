@@ -56,7 +56,7 @@ _PATCH_STATE: dict[str, Any] = {"users": 0}
 
 @dataclass
 class CarbontrackerResult:
-    """What carbontracker reported for one session, parsed from its logs.
+    """What carbontracker reported for one tracked block, parsed from its logs.
 
     ``energy_kwh`` and ``co2e_g`` are carbontracker's "Actual consumption" (PUE included);
     ``epoch_energy_j`` are power x duration per epoch from its standard log (PUE excluded, the

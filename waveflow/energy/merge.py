@@ -58,7 +58,7 @@ class RankEnergy:
         record: its meter's record; None when it measured nothing.
         measures: the kinds it was responsible for (``("gpu",)``, ``("gpu", "cpu")``, ``()``); a
             rank with an empty tuple and no record is expected, one with kinds and no record is missing.
-        carbontracker: summary of the node's Carbontracker session (local rank 0 only), e.g.
+        carbontracker: summary of what the node's Carbontracker reported (local rank 0 only), e.g.
             ``{"energy_kwh": ..., "method": ..., "notes": [...]}``.
         reason: why ``record`` is None when it should not be (e.g. the meter failed to start).
     """

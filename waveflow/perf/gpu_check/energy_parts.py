@@ -102,7 +102,7 @@ def part_nvml(s: Settings) -> list[dict[str, Any]]:
 def _e_gen(s: Settings, config: str) -> Iterator[dict[str, Any]]:
     """E_gen of the 10 x 10 s at each batch of the sweep (batch 1 first, as the paper), then the
     energy-optimal batch: the lowest energy per audio second measured here."""
-    from ...experiments.measure import energy_mels, longest_clips, measure_inference
+    from ...experiments.inference import energy_mels, longest_clips, measure_inference
     from ...model import WaveFlow
 
     n, seconds, sizes = (2, 0.1, [1, 2]) if s.quick else (10, 10.0, [1, 10, 5, 2])
@@ -146,7 +146,7 @@ def _e_gen_cuda_graphs(
 ) -> Iterator[dict[str, Any]]:
     """E_gen at batch 1 with the synthesis replayed from CUDA graphs, and its speed-up over the eager
     fast path on the same clips (graphs recorded in the unmetered warm-up)."""
-    from ...experiments.measure import measure_inference
+    from ...experiments.inference import measure_inference
 
     name = f"E_gen {config} batch 1, CUDA graphs"
     if torch_device(s).type != "cuda":

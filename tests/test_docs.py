@@ -64,6 +64,23 @@ def test_the_command_line_page_is_generated_from_the_parsers():
     assert (DOCS / "cli.md").read_text(encoding="utf-8") == reference(), "docs/cli.md is stale: run `make docs`"
 
 
+def test_the_command_line_page_does_not_depend_on_where_the_repository_was_cloned(monkeypatch):
+    import argparse
+
+    from waveflow import cli_reference
+
+    def rendered(root: Path) -> str:
+        monkeypatch.setattr(cli_reference, "ROOT", root)
+        parser = argparse.ArgumentParser(prog="waveflow x", formatter_class=cli_reference._formatter)
+        parser.add_argument("--log", type=Path, default=root / "build" / "results" / "energy_log.csv",
+                            help="CSV log to append to (default: %(default)s)")
+        cli_reference._relative_to_root(parser)
+        return parser.format_help()
+
+    short, long = rendered(Path("/r")), rendered(Path("/" + "deep/" * 30 + "checkout"))
+    assert short == long and "(default: build/results/energy_log.csv)" in short
+
+
 def test_every_command_is_on_the_command_line_page():
     from waveflow.cli import COMMANDS, EXIT_CODES
 

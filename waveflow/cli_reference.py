@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -39,7 +40,29 @@ def command_help(name: str, prog: str = "waveflow") -> str:
     module = importlib.import_module(command.module)
     parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=command.help, formatter_class=_formatter)
     getattr(module, command.add_arguments)(parser)
-    return parser.format_help().replace(str(ROOT) + "/", "").replace(str(ROOT), ".")
+    _relative_to_root(parser)
+    return parser.format_help()
+
+
+def _relative(text: str) -> str:
+    text = text.replace(str(ROOT) + "/", "")
+    return re.sub(re.escape(str(ROOT)) + r"(?![\w/.-])", ".", text)
+
+
+def _relative_to_root(parser: argparse.ArgumentParser) -> None:
+    """Write paths under the checkout relative to it *before* the help is wrapped.
+
+    Replacing them in the wrapped text would keep line breaks that depend on where the repository
+    was cloned, and the committed page would differ from one checkout to the next.
+    """
+    for action in parser._actions:
+        if isinstance(action.default, (str, Path)) and str(ROOT) in str(action.default):
+            relative = _relative(str(action.default))
+            action.default = Path(relative) if isinstance(action.default, Path) else relative
+        if action.help:
+            action.help = _relative(action.help)
+    if parser.description:
+        parser.description = _relative(parser.description)
 
 
 def reference() -> str:

@@ -41,6 +41,10 @@ def test_quick_check_runs_every_part_on_the_cpu_and_writes_the_table(tmp_path, c
     train = {r["item"]: r for r in rows if r["part"] == "e_train"}
     assert train["E_train WF2 extrapolated to 3,000,000 steps"]["value"] > 0
     assert train["E_train WF2 steps: measured / TDP x time"]["status"] == "skipped"
+    vocoders = {r["item"]: r for r in rows if r["part"] == "vocoders"}
+    assert set(vocoders) == {"vocoder hifigan-v1: J per audio second", "vocoder melgan-small: J per audio second"}
+    assert all(r["status"] == "ok" and r["value"] > 0 and "x hifigan-v1" in r["detail"] for r in vocoders.values())
+    assert "1 [1, 1] x hifigan-v1" in vocoders["vocoder hifigan-v1: J per audio second"]["detail"]
     resume = next(r for r in rows if r["part"] == "resume")
     assert resume["status"] == "ok" and resume["value"] == 0.0
 

@@ -49,6 +49,12 @@ COMMANDS: dict[str, Command] = {
     "zoo": Command(
         "waveflow.experiments.zoo_energy", "add_arguments", "run", "Table 1 models: counted cost and reported schedule"
     ),
+    "vocoders": Command(
+        "waveflow.experiments.vocoder_command",
+        "add_arguments",
+        "run",
+        "vocoder energy table: every model by one protocol, relative to HiFi-GAN V1",
+    ),
     "energy": Command(
         "waveflow.energy.cli", "add_arguments", "run", "measure the energy of any command: energy -- CMD [ARGS...]"
     ),

@@ -105,6 +105,18 @@ def energy_to_quality(table: pd.DataFrame) -> str:
     )
 
 
+def vocoder_energy(table: pd.DataFrame) -> str:
+    t = table.sort_values("j_per_audio_s")
+    lo, hi = t.iloc[0], t.iloc[-1]
+    ref = str(t["reference"].iloc[0])
+    below = int((t["relative_energy_high"] < 1).sum())
+    return (
+        f"{len(t)} models, one protocol, random weights ({t['energy_method'].iloc[0]}): J per second of audio from "
+        f"{lo['j_per_audio_s']:.3g} ({lo['model']}) to {hi['j_per_audio_s']:.3g} ({hi['model']}); {below} cost less "
+        f"than {ref} measured in the same run, with the whole interval below 1."
+    )
+
+
 #: figure stem -> caption from its CSV
 CAPTIONS: dict[str, Callable[[pd.DataFrame], str]] = {
     "01_literature_survey": survey,
@@ -115,6 +127,7 @@ CAPTIONS: dict[str, Callable[[pd.DataFrame], str]] = {
     "05_energy_to_quality": energy_to_quality,
     "06_pareto_paper": pareto_paper,
     "06_pareto_measured": pareto_measured,
+    "07_vocoder_energy": vocoder_energy,
 }
 
 

@@ -5,8 +5,9 @@ quality against training energy.
 Plotting lives here and nowhere else, so the domains stay free of matplotlib:
 :mod:`waveflow.analysis.survey`, :mod:`waveflow.analysis.pareto`, :mod:`waveflow.energy` and the
 experiments compute the tables, and these functions draw them. One module per notebook:
-:mod:`~.survey` (01), :mod:`~.table1` (02), :mod:`~.energy` (03 and 04), :mod:`~.pareto` (05) and
-:mod:`~.quality` (06), with the colours, labels and axis helpers they share in :mod:`~.common`.
+:mod:`~.survey` (01), :mod:`~.table1` (02), :mod:`~.energy` (03 and 04), :mod:`~.quality` (05),
+:mod:`~.pareto` (06) and :mod:`~.vocoders` (07), with the colours, labels and axis helpers they share in
+:mod:`~.common`.
 Functions taking ``ax`` draw into a given axes; the others return a figure, and each
 ``*_figure_data`` returns the tidy numbers behind it for :func:`~waveflow.analysis.save_figure`.
 
@@ -31,6 +32,7 @@ from .pareto import plot_front, plot_measured_pareto, plot_pareto, plot_pareto_s
 from .quality import energy_to_quality_figure_data, plot_energy_to_quality
 from .survey import plot_counts
 from .table1 import plot_co2e_by_grid, plot_table1, plot_zoo_costs, zoo_costs_figure_data
+from .vocoders import plot_vocoder_energy, vocoder_figure_data
 
 __all__ = [
     "OURS_COLOR",
@@ -50,10 +52,12 @@ __all__ = [
     "plot_pareto",
     "plot_pareto_spaces",
     "plot_table1",
+    "plot_vocoder_energy",
     "plot_training_energy",
     "plot_zoo_costs",
     "save_pareto_figure",
     "short_method",
     "training_figure_data",
+    "vocoder_figure_data",
     "zoo_costs_figure_data",
 ]

@@ -43,8 +43,10 @@ from .rows import (
     write_csv,
 )
 from .runner import PART_FUNCTIONS, add_arguments, run, run_check, run_part_inline, run_part_isolated
+from .vocoder_part import GPU_MODELS, part_vocoders
 
 __all__ = [
+    "GPU_MODELS",
     "COLUMNS",
     "NVML_TOLERANCE",
     "PAPER_GPU",
@@ -64,6 +66,7 @@ __all__ = [
     "part_nvml",
     "part_resume",
     "part_tests",
+    "part_vocoders",
     "row",
     "run",
     "run_check",

@@ -30,6 +30,7 @@ PART_BUDGET_S = {
     "ddp": 120.0,
     "e_train": 120.0,
     "e_gen_WF2": 130.0,
+    "vocoders": 120.0,
     "e_gen_WF4": 150.0,
 }
 PARTS = tuple(PART_BUDGET_S)

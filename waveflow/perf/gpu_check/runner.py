@@ -30,11 +30,13 @@ from ...paths import RESULTS, ROOT
 from .energy_parts import part_device, part_e_gen_wf2, part_e_gen_wf4, part_e_train, part_nvml
 from .path_parts import part_ddp, part_resume, part_tests
 from .rows import PARTS, Settings, row, summary, write_csv
+from .vocoder_part import part_vocoders
 
 PART_FUNCTIONS: dict[str, Callable[[Settings], Iterable[dict[str, Any]]]] = {
     "tests": part_tests,
     "nvml": part_nvml,
     "e_gen_WF2": part_e_gen_wf2,
+    "vocoders": part_vocoders,
     "e_gen_WF4": part_e_gen_wf4,
     "e_train": part_e_train,
     "resume": part_resume,

@@ -55,7 +55,8 @@ class Vocoder(nn.Module):
         if frames < self.min_frames:
             raise ValueError(
                 f"{type(self).__name__}: {seconds:g} s is {frames} mel frame(s), shorter than the "
-                f"{self.min_frames} frames this model needs; give a longer audio length"
+                f"{self.min_frames} frames this model needs; expected at least "
+                f"{self.min_frames * self.hop_length / self.sample_rate:.3g} s"
             )
         return torch.randn(batch, self.n_mels, frames, device=device)
 

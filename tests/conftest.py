@@ -57,3 +57,13 @@ def saved_tables(monkeypatch, tmp_path):
         return written
 
     return capture
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny CPU forwards are fastest on one thread, and do not stall when the machine is busy: the
+    replica tests' modules use it (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

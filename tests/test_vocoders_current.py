@@ -15,13 +15,7 @@ SPECS: tuple[VocoderSpec, ...] = vocos.VARIANTS + bigvgan.VARIANTS
 IDS = [s.name for s in SPECS]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny CPU forwards are fastest on one thread, and do not stall on a busy machine (as test_zoo.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny CPU forwards: one thread (conftest)
 
 
 def _meta(spec: VocoderSpec) -> torch.nn.Module:

@@ -36,13 +36,7 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These inputs are a few frames: thread hand-offs would cost more than the work (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny CPU forwards: one thread (conftest)
 
 
 def _build(spec: VocoderSpec, max_steps: int | None = None) -> Vocoder:

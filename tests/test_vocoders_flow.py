@@ -22,13 +22,7 @@ SPECS: tuple[VocoderSpec, ...] = waveglow.VARIANTS + flow_waveflow.VARIANTS
 IDS = [spec.name for spec in SPECS]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These inputs are a few frames: thread hand-offs would cost more than the work (and stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny CPU forwards: one thread (conftest)
 
 
 def _count(spec: VocoderSpec) -> int:

@@ -48,14 +48,7 @@ from waveflow.measures.flops import count
 from waveflow.model import PAPER_CONFIGS, WaveFlow
 from waveflow.zoo import build, get_spec
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny CPU models are fastest on one thread, and do not suffer from a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny CPU forwards: one thread (conftest)
 
 
 @pytest.fixture(scope="module")

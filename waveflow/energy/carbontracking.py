@@ -87,7 +87,7 @@ class CarbontrackerResult:
 
 
 def _install_patches(intensity: float, pue: float, brand: str | None) -> None:
-    """Patch carbontracker for offline use; reference-counted so sessions may nest if they agree."""
+    """Patch carbontracker for offline use; reference-counted so trackers may nest if they agree."""
     from carbontracker import constants
     from carbontracker.components.cpu import generic
     from carbontracker.emissions.intensity import intensity as ct_intensity
@@ -96,7 +96,7 @@ def _install_patches(intensity: float, pue: float, brand: str | None) -> None:
         if _PATCH_STATE["users"]:
             if (_PATCH_STATE["values"]) != (intensity, pue):
                 raise ValueError(
-                    f"CarbontrackerSession: another session runs with (intensity, PUE) = "
+                    f"CarbontrackerSession: another CarbontrackerSession runs with (intensity, PUE) = "
                     f"{_PATCH_STATE['values']}; expected the same, got {(intensity, pue)}"
                 )
             _PATCH_STATE["users"] += 1
@@ -256,7 +256,7 @@ class CarbontrackerSession:
                     float(self.pue.value),
                     er.cpu_brand() if self.fast_cpu_brand else None,
                 )
-        except Exception as exc:  # e.g. another session with other constants: record it, keep training
+        except Exception as exc:  # e.g. another tracker with other constants: record it, keep training
             self.notes.append(f"carbontracker not started ({type(exc).__name__}: {exc}); not tracked")
             self._stopped = True
             return self

@@ -12,7 +12,12 @@ import torch
 from waveflow.cli import main
 from waveflow.experiments.vocoder_candidates import REFERENCE_MODEL, candidate_names, get_candidate
 from waveflow.experiments.vocoders import COLUMNS, Protocol, check_device, measure_vocoders, relative_energy
+from waveflow.zoo.vocoders import wavegrad
 from waveflow.zoo.vocoders.base import Vocoder
+from waveflow.zoo.vocoders.diffwave import DiffWave, DiffWaveConfig
+from waveflow.zoo.vocoders.flow_waveflow import WaveFlow
+from waveflow.zoo.vocoders.waveglow import WaveGlow, WaveGlowConfig
+from waveflow.zoo.vocoders.wavegrad import WaveGrad
 
 CPU = ("cpu", "cpu0", "estimated:tdp-per-thread")
 DRAM = ("dram", "dram", "estimated:dram")
@@ -92,6 +97,37 @@ def test_a_clip_too_short_for_the_model_is_refused_naming_it():
 
     with pytest.raises(ValueError, match=r"Wide: 0.01 s is 1 mel frame\(s\), shorter than the 10 frames"):
         Wide().make_mel(1, 0.01)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        WaveGlow(WaveGlowConfig(n_channels=8, n_layers=2)),
+        WaveFlow(),
+        DiffWave(DiffWaveConfig(residual_layers=2, residual_channels=4)),
+        WaveGrad(wavegrad.SMALL),
+    ],
+    ids=["WaveGlow", "WaveFlow", "DiffWave", "WaveGrad"],
+)
+def test_a_too_short_or_misshaped_mel_is_refused_naming_the_model(model: Vocoder) -> None:
+    name = type(model).__name__
+    with pytest.raises(ValueError, match=f"^{name}: .*shorter"):
+        model(torch.randn(1, 80, 0))
+    with pytest.raises(ValueError, match=f"^{name}: mel must have shape"):
+        model(torch.randn(1, 64, 4))
+    with pytest.raises(ValueError, match=f"^{name}: mel must have shape"):
+        model(torch.randn(80, 4))
+
+
+def test_the_device_rule_refuses_what_is_not_here():
+    from waveflow.devices import resolve_device
+
+    with pytest.raises(ValueError, match=r"--device 'tpu0': not a device name"):
+        resolve_device("tpu0")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ValueError, match=rf"--device cuda:{count}: no such GPU here"):
+        resolve_device(f"cuda:{count}")
+    assert resolve_device("auto").type == ("cuda" if count else "cpu")
 
 
 def test_the_protocol_measures_every_column_and_adds_the_reference():

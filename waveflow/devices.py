@@ -14,12 +14,23 @@ import torch
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; explicit CUDA without a GPU is an error."""
+    """``"auto"`` -> CUDA when available, else CPU; a name torch does not know, CUDA without a GPU, or a GPU
+    index this machine does not have is an error naming the value."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA was requested but torch sees no GPU (torch {torch.__version__})")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a device name; expected cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"--device {device}: no such GPU here: CUDA was requested but torch sees no GPU "
+                f"(torch {torch.__version__})"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device}: no such GPU here; torch sees {count}: cuda:0 to cuda:{count - 1}")
     return dev
 
 

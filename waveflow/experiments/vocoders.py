@@ -39,6 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..analysis.sweep import mark_optimum
+from ..devices import resolve_device
 from ..energy import EnergyMeter, Measurement
 from .metered import log_record
 from .vocoder_candidates import RANDOM_WEIGHTS_NOTE, REFERENCE_MODEL, Candidate, Synth, get_candidate
@@ -96,16 +97,10 @@ def _positive(value: Any, what: str) -> int:
 
 
 def check_device(device: str) -> torch.device:
-    """``device`` as a torch device, or a one-line ``ValueError`` when it is not on this machine."""
-    try:
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
-    except RuntimeError:
-        raise ValueError(f"--device {device!r}: not a device name; expected cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (dev.index is not None and dev.index >= count):
-            raise ValueError(f"--device {device}: no such GPU here (torch sees {count}); expected cpu or cuda:0..")
-    elif dev.type != "cpu":
+    """``device`` by the project's rule (:func:`waveflow.devices.resolve_device`), limited to what the
+    table runs on: a CPU or a CUDA GPU."""
+    dev = resolve_device(device)
+    if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"--device {device}: the table runs on cpu or cuda, got {dev.type}")
     return dev
 

@@ -64,6 +64,18 @@ class Vocoder(nn.Module):
         raise NotImplementedError
 
 
+def check_mel(model: Vocoder, mel: Tensor) -> None:
+    """ValueError naming ``model`` unless ``mel`` is ``(batch, n_mels, frames >= min_frames)``."""
+    name = type(model).__name__
+    if mel.dim() != 3 or mel.shape[1] != model.n_mels:
+        raise ValueError(f"{name}: mel must have shape (batch, {model.n_mels}, frames), got {tuple(mel.shape)}")
+    if mel.shape[-1] < model.min_frames:
+        raise ValueError(
+            f"{name}: a mel of {mel.shape[-1]} frame(s) is shorter than the {model.min_frames} frames "
+            "this model needs; give a longer mel"
+        )
+
+
 @dataclass(frozen=True)
 class VocoderSpec:
     """One configuration of one vocoder, with the sources behind its size.

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Vocoder, VocoderSpec
-from .hifigan import fold_weight_norm, weight_normed
+from .hifigan import fold_weight_norm, fuse, weight_normed
 
 _PAPER = (
     "Lee, Ping, Ginsburg, Catanzaro & Yoon, 'BigVGAN: A Universal Neural Vocoder with Large-Scale Training', ICLR 2023"
@@ -292,11 +292,7 @@ class BigVGAN(Vocoder):
         for i, stage in enumerate(self.ups):
             for up in stage:
                 x = up(x)
-            blocks = self.resblocks[i * n : (i + 1) * n]
-            fused = blocks[0](x)
-            for block in blocks[1:]:
-                fused = fused + block(x)
-            x = fused / n
+            x = fuse(self.resblocks[i * n : (i + 1) * n], x)
         x = self.conv_post(self.activation_post(x))
         x = torch.tanh(x) if self.config.use_tanh_at_final else x.clamp(-1.0, 1.0)
         return x.squeeze(1)

@@ -73,8 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Vocoder, VocoderSpec
-from .waveglow import check_mel
+from .base import Vocoder, VocoderSpec, check_mel
 
 #: the upsampler's two transposed convolutions each stretch the frame axis by 16
 UPSAMPLE_STRIDES = (16, 16)

@@ -79,8 +79,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Vocoder, VocoderSpec
-from .waveglow import FOLLOW_UP_CODE, FOLLOW_UP_PAPER, check_mel, conv_weight, weight_normalise
+from .base import Vocoder, VocoderSpec, check_mel
+from .waveglow import FOLLOW_UP_CODE, FOLLOW_UP_PAPER, conv_weight, weight_normalise
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,15 @@ class ResBlock2(nn.Module):
         return x
 
 
+def fuse(blocks: nn.ModuleList, x: Tensor) -> Tensor:
+    """The multi-receptive-field fusion of one upsampling stage: the mean of its blocks' outputs
+    (HiFi-GAN's MRF; BigVGAN keeps it with anti-aliased blocks)."""
+    fused = blocks[0](x)
+    for block in blocks[1:]:
+        fused = fused + block(x)
+    return fused / len(blocks)
+
+
 class HiFiGAN(Vocoder):
     """mel (B, n_mels, T) -> waveform (B, T * hop_length) in [-1, 1]."""
 
@@ -208,11 +217,7 @@ class HiFiGAN(Vocoder):
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
-            blocks = self.resblocks[i * n : (i + 1) * n]
-            fused = blocks[0](x)
-            for block in blocks[1:]:
-                fused = fused + block(x)
-            x = fused / n
+            x = fuse(self.resblocks[i * n : (i + 1) * n], x)
         # Official quirk: this one activation uses F.leaky_relu's default slope, 0.01.
         x = torch.tanh(self.conv_post(F.leaky_relu(x)))
         return x.squeeze(1)

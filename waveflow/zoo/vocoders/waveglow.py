@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Vocoder, VocoderSpec
+from .base import Vocoder, VocoderSpec, check_mel
 
 FOLLOW_UP_PAPER = (
     "Douwes, Bindi, Caillon, Esling & Briot, 'Is quality enough? Integrating energy consumption in a "
@@ -125,16 +125,6 @@ class NormedConv1d(nn.Conv1d):
         return self._conv_forward(x, conv_weight(self), self.bias)
 
 
-def check_mel(model: Vocoder, mel: Tensor) -> None:
-    """ValueError naming ``model`` unless ``mel`` is ``(batch, n_mels, frames >= min_frames)``."""
-    name = type(model).__name__
-    if mel.dim() != 3 or mel.shape[1] != model.n_mels:
-        raise ValueError(f"{name}: mel must have shape (batch, {model.n_mels}, frames), got {tuple(mel.shape)}")
-    if mel.shape[-1] < model.min_frames:
-        raise ValueError(
-            f"{name}: a mel of {mel.shape[-1]} frame(s) is shorter than the {model.min_frames} frames "
-            "this model needs; give a longer mel"
-        )
 
 
 # ------------------------------------------------------------------------------------------------

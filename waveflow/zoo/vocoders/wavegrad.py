@@ -97,8 +97,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Vocoder, VocoderSpec
-from .waveglow import check_mel
+from .base import Vocoder, VocoderSpec, check_mel
 
 Layout = Literal["follow-up", "lmnt"]
 FOLLOW_UP_SAMPLE_RATE = 16_000

@@ -220,26 +220,30 @@ def relative_energy(model: Parts, reference: Parts, model_cv: float = 0.0, refer
 # one model
 @dataclass
 class ModelRun:
-    """What the protocol measured of one model, before it becomes a row."""
+    """What the protocol measured of one model, before it becomes a row: the trials' windows at batch 1."""
 
     candidate: Candidate
     clip_s: float
     flops_per_audio_s: float
     peak_mib: float
     memory_method: str
-    wall: list[float] = field(default_factory=list)
-    joules: list[float] = field(default_factory=list)
-    low: list[float] = field(default_factory=list)
-    high: list[float] = field(default_factory=list)
-    trial_parts: list[Parts] = field(default_factory=list)
+    trials: list[Measurement] = field(default_factory=list)
     sweep: list[dict[str, Any]] = field(default_factory=list)
     vocos_wall_s: float = math.nan
     vocos_audio_s: float = math.nan
     skipped: str = ""
 
     @property
+    def wall(self) -> list[float]:
+        return [m.seconds for m in self.trials]
+
+    @property
+    def joules(self) -> list[float]:
+        return [m.joules for m in self.trials]
+
+    @property
     def parts(self) -> Parts:
-        return mean_parts(self.trial_parts)
+        return mean_parts([parts(m) for m in self.trials])
 
 
 def _cv(values: Sequence[float]) -> float:
@@ -247,9 +251,23 @@ def _cv(values: Sequence[float]) -> float:
     return statistics.stdev(values) / mean if len(values) > 1 and mean > 0 else math.nan
 
 
+def _metered_calls(synth: Synth, inputs: tuple[torch.Tensor, ...], calls: int, label: str, meter: EnergyMeter,
+                   device: torch.device) -> list[Measurement]:
+    """``calls`` calls of ``synth``, each its own window of ``meter``; work still queued on a GPU (a warm-up's)
+    is finished first, so it lands in no window."""
+    _sync(device)
+    out = []
+    for i in range(calls):
+        with meter.window(f"{label} {i}") as m:
+            synth.run(*inputs)
+            _sync(device)
+        out.append(m)
+    return out
+
+
 def measure_model(candidate: Candidate, protocol: Protocol, meter: EnergyMeter, device: torch.device,
                   seed: int = 0) -> ModelRun:
-    """Run the protocol on one model inside a running ``meter``; the model is freed afterwards."""
+    """Run the protocol on one model inside a running ``meter``."""
     torch.manual_seed(seed)
     synth = candidate.load(device)
     with torch.inference_mode():
@@ -259,17 +277,8 @@ def measure_model(candidate: Candidate, protocol: Protocol, meter: EnergyMeter, 
         run = ModelRun(candidate, clip_s, flops / clip_s, peak, how)
         for _ in range(protocol.warmup):
             synth.run(*inputs)
-        _sync(device)
-        for i in range(protocol.trials):
-            with meter.window(f"{candidate.name} trial {i}") as m:
-                synth.run(*inputs)
-                _sync(device)
-            run.wall.append(m.seconds)
-            run.joules.append(m.joules)
-            run.low.append(m.joules_low)
-            run.high.append(m.joules_high)
-            run.trial_parts.append(parts(m))
-        run.sweep.append(_sweep_row(candidate.name, 1, clip_s, run.wall, run.joules, run.low, run.high))
+        run.trials = _metered_calls(synth, inputs, protocol.trials, f"{candidate.name} trial", meter, device)
+        run.sweep.append(_sweep_row(candidate.name, 1, clip_s, run.trials))
         call_s = statistics.fmean(run.wall)
         batches = sorted(set(protocol.sweep) - {1})
         sweep_s = call_s * sum(b * (protocol.sweep_calls + 1) for b in batches)
@@ -281,49 +290,34 @@ def measure_model(candidate: Candidate, protocol: Protocol, meter: EnergyMeter, 
             )
             return run
         for batch in batches:
-            run.sweep.append(_sweep_point(synth, candidate.name, batch, protocol, meter, device, clip_s))
+            batch_inputs = synth.inputs(batch, protocol.seconds)
+            synth.run(*batch_inputs)  # warm-up at this shape
+            calls = _metered_calls(synth, batch_inputs, protocol.sweep_calls, f"{candidate.name} batch {batch} call",
+                                   meter, device)
+            run.sweep.append(_sweep_row(candidate.name, batch, clip_s, calls))
         vocos_inputs = synth.inputs(protocol.vocos_batch, protocol.vocos_seconds)
-        synth.run(*vocos_inputs)  # warm-up at this shape
-        _sync(device)
-        with meter.window(f"{candidate.name} vocos protocol") as m:
-            for _ in range(protocol.vocos_calls):
-                audio = synth.run(*vocos_inputs)
-            _sync(device)
-        run.vocos_wall_s = m.seconds / protocol.vocos_calls
+        audio = synth.run(*vocos_inputs)  # warm-up at this shape
+        calls = _metered_calls(synth, vocos_inputs, protocol.vocos_calls, f"{candidate.name} vocos protocol", meter,
+                               device)
+        run.vocos_wall_s = statistics.fmean(m.seconds for m in calls)
         run.vocos_audio_s = audio.shape[0] * audio.shape[-1] / synth.sample_rate
     return run
 
 
-def _sweep_point(synth: Synth, name: str, batch: int, protocol: Protocol, meter: EnergyMeter,
-                 device: torch.device, clip_s: float) -> dict[str, Any]:
-    inputs = synth.inputs(batch, protocol.seconds)
-    synth.run(*inputs)
-    _sync(device)
-    wall, joules, low, high = [], [], [], []
-    for i in range(protocol.sweep_calls):
-        with meter.window(f"{name} batch {batch} call {i}") as m:
-            synth.run(*inputs)
-            _sync(device)
-        wall.append(m.seconds)
-        joules.append(m.joules)
-        low.append(m.joules_low)
-        high.append(m.joules_high)
-    return _sweep_row(name, batch, clip_s, wall, joules, low, high)
-
-
-def _sweep_row(name: str, batch: int, clip_s: float, wall: list[float], joules: list[float], low: list[float],
-               high: list[float]) -> dict[str, Any]:
+def _sweep_row(name: str, batch: int, clip_s: float, calls: list[Measurement]) -> dict[str, Any]:
+    """One batch size of the sweep: mean time and energy per second of audio over its metered calls."""
     audio = batch * clip_s
+    wall = statistics.fmean(m.seconds for m in calls)
     return {
         "model": name,
         "batch": batch,
-        "calls": len(wall),
+        "calls": len(calls),
         "clip_s": clip_s,
-        "wall_s": statistics.fmean(wall),
-        "xrt": audio / statistics.fmean(wall),
-        "j_per_audio_s": statistics.fmean(joules) / audio,
-        "j_per_audio_s_low": statistics.fmean(low) / audio,
-        "j_per_audio_s_high": statistics.fmean(high) / audio,
+        "wall_s": wall,
+        "xrt": audio / wall,
+        "j_per_audio_s": statistics.fmean(m.joules for m in calls) / audio,
+        "j_per_audio_s_low": statistics.fmean(m.joules_low for m in calls) / audio,
+        "j_per_audio_s_high": statistics.fmean(m.joules_high for m in calls) / audio,
     }
 
 
@@ -414,8 +408,8 @@ def _row(run: ModelRun, reference: ModelRun, sweep: pd.DataFrame, protocol: Prot
         "wall_cv": _cv(run.wall),
         "xrt": run.clip_s / wall,
         "j_per_audio_s": pue * joules / run.clip_s,
-        "j_per_audio_s_low": pue * statistics.fmean(run.low) / run.clip_s,
-        "j_per_audio_s_high": pue * statistics.fmean(run.high) / run.clip_s,
+        "j_per_audio_s_low": pue * statistics.fmean(m.joules_low for m in run.trials) / run.clip_s,
+        "j_per_audio_s_high": pue * statistics.fmean(m.joules_high for m in run.trials) / run.clip_s,
         "energy_cv": energy_cv,
         "gflop_per_audio_s": run.flops_per_audio_s / 1e9,
         "achieved_gflops": run.flops_per_audio_s * run.clip_s / wall / 1e9,

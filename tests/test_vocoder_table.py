@@ -167,3 +167,15 @@ def test_the_command_refuses_bad_input_in_one_line(argv, message, capsys):
     assert main(["vocoders", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_protocols_flop_count_agrees_with_the_e_gen_count_of_waveflow():
+    from waveflow.experiments.vocoders import counted_call
+    from waveflow.measures.flops import count
+    from waveflow.model import get_config
+
+    synth = get_candidate("WF1").load(torch.device("cpu"))
+    with torch.inference_mode():
+        samples, flops, _, _ = counted_call(synth, synth.inputs(1, 0.03), torch.device("cpu"))
+    per_audio_s = flops / (samples / synth.sample_rate)
+    assert per_audio_s == pytest.approx(count(get_config("WF1"), "synthesis").flops_per_audio_second, rel=1e-3)

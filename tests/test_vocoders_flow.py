@@ -122,7 +122,6 @@ def test_waveflow_flops_are_one_wavenet_pass_per_row_per_flow(name: str) -> None
     assert _flops(model, mel) - _flops(model.condition, mel) == 2 * macs
 
 
-
 # ------------------------------------------------------------------------------------------------
 # inverse == the official forward's inverse
 def _randomise(module: torch.nn.Module, std: float = 0.1) -> None:

@@ -125,8 +125,6 @@ class NormedConv1d(nn.Conv1d):
         return self._conv_forward(x, conv_weight(self), self.bias)
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WaveGlowConfig:

@@ -200,16 +200,22 @@ def candidate_names() -> tuple[str, ...]:
     return (*PAPER, *TABLE1_MODELS, *VOCODERS)
 
 
-def get_candidate(name: str) -> Candidate:
-    """The candidate ``name`` (case-insensitive); ``ValueError`` naming every known one otherwise."""
+def canonical_name(name: str) -> str:
+    """``name`` as the table spells it (WF names upper case, the others lower case); ``ValueError`` naming
+    every known model otherwise. Nothing is built."""
     key = name.strip()
-    if key.upper() in PAPER:
-        return _waveflow(key.upper())
-    if key.lower() in TABLE1_MODELS:
-        return _table1(key.lower())
-    if key.lower() in VOCODERS:
-        return _vocoder(key.lower())
+    for spelled in (key.upper(), key.lower()):
+        if spelled in PAPER or spelled in TABLE1_MODELS or spelled in VOCODERS:
+            return spelled
     raise ValueError(f"--models: unknown model {name!r}; expected any of {', '.join(candidate_names())}")
+
+
+def get_candidate(name: str) -> Candidate:
+    """The candidate ``name`` (case-insensitive; see :func:`canonical_name`)."""
+    key = canonical_name(name)
+    if key in PAPER:
+        return _waveflow(key)
+    return _table1(key) if key in TABLE1_MODELS else _vocoder(key)
 
 
 def catalogue(names: Iterable[str]) -> pd.DataFrame:
@@ -232,6 +238,7 @@ __all__ = [
     "Candidate",
     "Synth",
     "candidate_names",
+    "canonical_name",
     "catalogue",
     "get_candidate",
 ]

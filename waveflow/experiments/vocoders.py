@@ -42,7 +42,7 @@ from ..analysis.sweep import mark_optimum
 from ..devices import resolve_device
 from ..energy import EnergyMeter, Measurement
 from .metered import log_record
-from .vocoder_candidates import RANDOM_WEIGHTS_NOTE, REFERENCE_MODEL, Candidate, Synth, get_candidate
+from .vocoder_candidates import RANDOM_WEIGHTS_NOTE, REFERENCE_MODEL, Candidate, Synth, canonical_name, get_candidate
 
 #: component key -> (joules, low factor, high factor): the per-reader parts of a trial's energy
 Parts = dict[tuple[str, str, str], tuple[float, float, float]]
@@ -342,17 +342,16 @@ def measure_vocoders(
     """
     protocol = protocol or Protocol()
     dev = check_device(device)
-    wanted = list(dict.fromkeys(get_candidate(n).name for n in names))
+    wanted = list(dict.fromkeys(canonical_name(n) for n in names))
     if not wanted:
         raise ValueError("--models: expected at least one model")
     order = wanted if REFERENCE_MODEL in wanted else [REFERENCE_MODEL, *wanted]
-    candidates = [get_candidate(n) for n in order]
     runs: list[ModelRun] = []
     with EnergyMeter("vocoder table", intensity=intensity, pue=pue, warn=False) as meter:
-        for candidate in candidates:
+        for name in order:
             if progress:
-                progress(candidate.name)
-            runs.append(measure_model(candidate, protocol, meter, dev, seed))
+                progress(name)
+            runs.append(measure_model(get_candidate(name), protocol, meter, dev, seed))
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     record = meter.record
